@@ -1,0 +1,236 @@
+"""The AWS gateway: one local endpoint for every AWS API the functions call.
+
+moto's server app handles S3, DynamoDB, SQS, SNS, SES, SSM and Step Functions. This WSGI
+middleware sits in front of it and takes over what moto cannot run without Docker:
+- `POST /2015-03-31/functions/{name}/invocations` (Lambda Invoke) → the local Lambda runtime;
+  Step Functions' lambda:invoke tasks arrive here too, because moto's interpreter calls
+  `http://localhost:{MOTO_PORT}` (moto/stepfunctions/parser/asl/utils/boto_client.py).
+- `/endpoints/...` (SageMaker runtime InvokeEndpoint / InvokeEndpointAsync) → the local SageMaker
+  runtime.
+- `POST /_local/sns/{function}` → HTTP deliveries of SNS subscriptions that stand in for the
+  `lambda` protocol (moto would hand those to its Docker-based Lambda backend).
+Everything else goes to moto unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import boto3
+from botocore.config import Config
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+if TYPE_CHECKING:
+    from chorus_local.event_sources import SnsDeliveries
+    from chorus_local.lambda_runtime import LambdaRuntime
+
+log = logging.getLogger("chorus_local.gateway")
+
+LOCAL_ACCOUNT_ID = "123456789012"
+TEST_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+_INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations/?$")
+_SNS_PATH = re.compile(r"^/_local/sns/(?P<function>[^/]+)/?$")
+# Lambda's documented payload limits: 6 MB for synchronous, 256 KB for asynchronous invocations.
+SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
+ASYNC_PAYLOAD_LIMIT = 256 * 1024
+
+SageMakerHandler = Callable[
+    [str, str, Mapping[str, str], bytes], tuple[int, Mapping[str, str], bytes]
+]
+
+
+@dataclass
+class AwsEndpoint:
+    """The gateway's URL plus a thread-safe cache of boto3 clients pointed at it."""
+
+    url: str
+    region: str = "us-east-1"
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def client(self, service: str) -> Any:
+        # boto3 clients are thread-safe once built, but building them is not.
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.session.Session().client(
+                    service,  # type: ignore[call-overload]
+                    endpoint_url=self.url,
+                    region_name=self.region,
+                    config=Config(retries={"mode": "standard", "max_attempts": 3}),
+                    **TEST_CREDENTIALS,
+                )
+            return self._clients[service]
+
+    def environment(self) -> dict[str, str]:
+        """What a process needs to reach this endpoint through the standard variables."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": TEST_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": TEST_CREDENTIALS["aws_secret_access_key"],
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }
+
+
+def _lambda_error(status: int, error_type: str, message: str) -> Response:
+    # botocore's rest-json parser reads the error code from x-amzn-ErrorType.
+    body = json.dumps({"Type": "User", "message": message})
+    response = Response(body, status=status, content_type="application/json")
+    response.headers["x-amzn-ErrorType"] = error_type
+    response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
+    return response
+
+
+class AwsGateway:
+    """WSGI middleware: local Lambda/SageMaker/SNS-delivery routes in front of moto."""
+
+    def __init__(
+        self,
+        moto_app: Callable[..., Iterable[bytes]],
+        runtime: LambdaRuntime,
+        sns_deliveries: SnsDeliveries,
+    ) -> None:
+        self._moto_app = moto_app
+        self._runtime = runtime
+        self._sns = sns_deliveries
+        self._sagemaker: SageMakerHandler | None = None
+
+    def attach_sagemaker(self, handler: SageMakerHandler) -> None:
+        """Route SageMaker runtime calls once the runtime exists (it starts after provisioning)."""
+        self._sagemaker = handler
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        response: Response | None = None
+        if method == "POST" and (match := _INVOKE_PATH.match(path)):
+            response = self._invoke(Request(environ), unquote(match["name"]))
+        elif method == "POST" and (match := _SNS_PATH.match(path)):
+            response = self._sns_delivery(Request(environ), match["function"])
+        elif path.startswith("/endpoints/") and self._is_sagemaker(environ):
+            response = self._sagemaker_call(Request(environ))
+        if response is None:
+            return self._moto_app(environ, start_response)
+        return response(environ, start_response)
+
+    # -- Lambda Invoke ---------------------------------------------------------------------
+
+    def _invoke(self, request: Request, name: str) -> Response:
+        qualifier = request.args.get("Qualifier")
+        function = self._runtime.find(name)
+        if function is None or qualifier not in (None, "$LATEST"):
+            arn = name if name.startswith("arn:") else (
+                f"arn:aws:lambda:{self._runtime.region}:{LOCAL_ACCOUNT_ID}:function:{name}"
+            )
+            suffix = f":{qualifier}" if qualifier else ""
+            return _lambda_error(
+                404, "ResourceNotFoundException", f"Function not found: {arn}{suffix}"
+            )
+        invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        payload = request.get_data() or b"{}"
+        if invocation_type == "DryRun":
+            response = Response(status=204)
+            response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
+            return response
+        if invocation_type == "Event":
+            if len(payload) > ASYNC_PAYLOAD_LIMIT:
+                return _lambda_error(
+                    413,
+                    "RequestEntityTooLargeException",
+                    f"Request must be smaller than {ASYNC_PAYLOAD_LIMIT} bytes for the"
+                    " InvokeAsync operation",
+                )
+            request_id = self._runtime.invoke_async(function.name, payload)
+            response = Response(status=202)
+            response.headers["x-amzn-RequestId"] = request_id
+            return response
+        if invocation_type != "RequestResponse":
+            return _lambda_error(
+                400, "InvalidParameterValueException", f"Invalid InvocationType {invocation_type}"
+            )
+        if len(payload) > SYNC_PAYLOAD_LIMIT:
+            return _lambda_error(
+                413,
+                "RequestEntityTooLargeException",
+                f"Request must be smaller than {SYNC_PAYLOAD_LIMIT} bytes for the Invoke operation",
+            )
+        result = self._runtime.invoke(function.name, payload)
+        response = Response(result.payload, status=200, content_type="application/json")
+        response.headers["x-amzn-RequestId"] = result.request_id
+        response.headers["X-Amz-Executed-Version"] = "$LATEST"
+        if result.function_error:
+            response.headers["X-Amz-Function-Error"] = result.function_error
+        return response
+
+    # -- SNS HTTP deliveries ---------------------------------------------------------------
+
+    def _sns_delivery(self, request: Request, function: str) -> Response:
+        # moto POSTs synchronously inside Publish, so answer at once and invoke asynchronously,
+        # which is also how SNS invokes Lambda.
+        try:
+            message = json.loads(request.get_data(as_text=True))
+        except ValueError:
+            return Response("not an SNS delivery", status=400)
+        self._sns.deliver(function, message)
+        return Response("", status=200)
+
+    # -- SageMaker runtime -----------------------------------------------------------------
+
+    @staticmethod
+    def _is_sagemaker(environ: Mapping[str, Any]) -> bool:
+        # SageMaker runtime requests are SigV4-signed for the "sagemaker" service; checking the
+        # scope keeps any other API with an /endpoints/ path (none in moto today) with moto.
+        auth = str(environ.get("HTTP_AUTHORIZATION", ""))
+        return "/sagemaker/aws4_request" in auth or not auth
+
+    def _sagemaker_call(self, request: Request) -> Response:
+        if self._sagemaker is None:
+            return Response(
+                json.dumps({"message": "SageMaker runtime is not started"}),
+                status=503,
+                content_type="application/json",
+            )
+        path = request.path
+        if request.query_string:
+            path += "?" + request.query_string.decode("latin-1")
+        status, headers, body = self._sagemaker(
+            request.method, path, dict(request.headers.items()), request.get_data()
+        )
+        return Response(body, status=status, headers=list(headers.items()))
+
+
+class GatewayServer:
+    """A threaded werkzeug server for the gateway on 127.0.0.1."""
+
+    def __init__(self, app: Callable[..., Any], port: int, host: str = "127.0.0.1") -> None:
+        # moto's request handler keeps headers with underscores (S3 metadata), which werkzeug's
+        # default handler drops.
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+        self._server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="aws-gateway", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,25 @@
+"""get-transform-call: runs one ensemble step for a waiting Step Functions task — builds the step's
+input from earlier outputs, creates the child prediction (the task token is its callback) and
+invokes the step's service. Without a task token it renders the ensemble's output mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chorus import steps
+from chorus.events import StepInvocation
+from chorus.observability import logger, metrics, tracer
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Errors propagate on purpose: their class name (InvalidInput, UnknownService…) is the error
+    # Step Functions sees, and the message names the step.
+    invocation = StepInvocation.model_validate(event)
+    if invocation.task_token is None:
+        return steps.render_output(invocation)
+    return steps.run_step(invocation)

@@ -1,0 +1,98 @@
+"""new-prediction: POST /predictions and POST /predictions/{id}/cancel."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chorus import lifecycle
+from chorus.api import create_resolver, json_response
+from chorus.api_models import PredictionRequest
+from chorus.aws import client
+from chorus.errors import IdempotencyConflict, InvalidRequest
+from chorus.observability import logger, metrics, tracer
+from chorus.settings import get_settings
+
+app = create_resolver()
+PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait(?:=(\d+))?(?:$|[,;\s])")
+MAX_WAIT_SECONDS = 25  # API Gateway ends every request at 29 s
+
+
+@cache
+def _idempotency_config() -> IdempotencyConfig:
+    return IdempotencyConfig(
+        event_key_jmespath="key",
+        payload_validation_jmespath="request",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=24 * 3600,
+    )
+
+
+@cache
+def _submit_once() -> Any:
+    persistence = DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table, boto3_client=client("dynamodb"))
+
+    @idempotent_function(
+        data_keyword_argument="submission", persistence_store=persistence, config=_idempotency_config()
+    )
+    def submit(submission: dict[str, Any]) -> dict[str, Any]:
+        return lifecycle.submit(PredictionRequest.model_validate(submission["request"]))
+
+    return submit
+
+
+@app.post("/predictions")
+@tracer.capture_method
+def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response:
+    key = app.current_event.get_header_value("Idempotency-Key", case_sensitive=False)
+    if key is None:
+        view = lifecycle.submit(request)
+    else:
+        if not 1 <= len(key) <= 255:
+            raise InvalidRequest("Idempotency-Key must be 1 to 255 characters")
+        submission = {"key": key, "request": request.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        try:
+            view = _submit_once()(submission=submission)
+        except IdempotencyValidationError as exc:
+            raise IdempotencyConflict("this Idempotency-Key was used with a different request body") from exc
+        except IdempotencyAlreadyInProgressError as exc:
+            raise IdempotencyConflict("a request with this Idempotency-Key is still in progress; retry") from exc
+    wait = _prefer_wait(app.current_event.get_header_value("Prefer", case_sensitive=False))
+    if wait and view["status"] != "awaiting_input":
+        view = lifecycle.wait_until_finished(view["id"], wait, fallback=view)
+    finished = view["status"] in {"succeeded", "failed", "canceled", "expired"}
+    return json_response(200 if finished else 202, view, {"Location": f"/predictions/{view['id']}"})
+
+
+@app.post("/predictions/<prediction_id>/cancel")
+def cancel_prediction(prediction_id: str) -> Response:
+    return json_response(200, lifecycle.cancel(prediction_id))
+
+
+def _prefer_wait(header: str | None) -> int:
+    match = PREFER_WAIT.search(header or "")
+    if not match:
+        return 0
+    return min(int(match.group(1) or MAX_WAIT_SECONDS), MAX_WAIT_SECONDS)
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    _idempotency_config().register_lambda_context(context)
+    return app.resolve(event, context)

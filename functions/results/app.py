@@ -1,0 +1,46 @@
+"""results: GET /predictions/{id} and GET /services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chorus import lifecycle
+from chorus.api import create_resolver, json_response
+from chorus.observability import logger, metrics, tracer
+from chorus.registry import get_registry
+
+app = create_resolver()
+
+
+@app.get("/predictions/<prediction_id>")
+@tracer.capture_method
+def get_prediction(prediction_id: str) -> Response:
+    return json_response(200, lifecycle.describe(prediction_id))
+
+
+@app.get("/services")
+def list_services() -> Response:
+    services = [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "description": s.description,
+            "enabled": s.enabled,
+            "contentTypes": s.content_types,
+            "maxInputBytes": s.max_input_bytes,
+            "timeoutSeconds": s.timeout_seconds,
+            **({"steps": [{"name": step.name, "service": step.service} for step in s.steps]} if s.steps else {}),
+        }
+        for s in get_registry().services
+    ]
+    return json_response(200, {"services": services})
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,25 @@
+"""boto3 clients, created once per execution environment and only when first needed.
+
+Endpoints come from the standard AWS_ENDPOINT_URL* variables, so the same code talks to AWS,
+the local stack or moto without a branch.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=70)
+
+
+@cache
+def client(service: str) -> Any:
+    return boto3.client(service, config=_CONFIG)  # type: ignore[call-overload]
+
+
+def reset_clients() -> None:
+    """Forget cached clients (moto's mock_aws patches boto3 per test)."""
+    client.cache_clear()

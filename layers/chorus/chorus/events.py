@@ -1,0 +1,89 @@
+"""Typed event bodies: S3 notifications as they arrive through SQS, SNS-wrapped SageMaker results,
+and the invocation Step Functions sends to get-transform-call."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from pydantic import BaseModel, ConfigDict, Field, Json, JsonValue
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class S3Bucket(_Loose):
+    name: str
+
+
+class S3Object(_Loose):
+    key: str
+    size: int | None = None
+
+    @property
+    def decoded_key(self) -> str:
+        # S3 URL-encodes keys in notifications (a space arrives as '+').
+        return unquote_plus(self.key)
+
+
+class S3Entity(_Loose):
+    bucket: S3Bucket
+    object: S3Object
+
+
+class S3Record(_Loose):
+    event_name: str = Field(alias="eventName")
+    s3: S3Entity
+
+
+class S3EventNotification(_Loose):
+    records: list[S3Record] = Field(alias="Records")
+
+
+class S3TestEvent(_Loose):
+    """Sent once when a bucket notification is configured; carries no object."""
+
+    event: Literal["s3:TestEvent"] = Field(alias="Event")
+
+
+class UploadRecord(SqsRecordModel):
+    body: Json[S3EventNotification | S3TestEvent]  # type: ignore[assignment]
+
+
+class StepLocation(_Loose):
+    id: str | None = None
+    bucket: str
+    key: str
+    content_type: str = Field(alias="contentType")
+
+
+class StepParent(_Loose):
+    id: str
+    service: str | None = None
+    input: StepLocation
+
+
+class StepDeclarationEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    service: str
+    input: JsonValue
+
+
+class StepInvocation(BaseModel):
+    """What an ensemble state machine sends get-transform-call. Without a task token it asks for
+    the ensemble's output mapping to be rendered instead of a step to be run."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    task_token: str | None = Field(default=None, alias="taskToken", max_length=8192)
+    parent: StepParent
+    step: StepDeclarationEvent | None = None
+    output: JsonValue = None
+    outputs: dict[str, StepLocation] = {}
+
+    def locations(self) -> dict[str, Any]:
+        return {"input": self.parent.input, **self.outputs}

@@ -1,0 +1,374 @@
+"""The prediction lifecycle: submit, receive the input, dispatch it, record the result, cancel.
+
+Every step is safe to repeat: state changes are conditional writes, so a duplicate S3 event, SNS
+message or retry finds the prediction already moved on and does nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from chorus import (
+    endpoints,
+    executions,
+    payloads,
+    predictions,
+    sagemaker_events,
+    views,
+    webhooks,
+)
+from chorus.api_models import PredictionRequest
+from chorus.callbacks import notify
+from chorus.errors import (
+    EndpointError,
+    InvalidCallback,
+    InvalidRequest,
+    NotCancelable,
+    PayloadTooLarge,
+    UnsupportedContentType,
+    WebhookRefused,
+)
+from chorus.observability import logger, metrics
+from chorus.records import (
+    Callback,
+    EmailCallback,
+    ErrorDetail,
+    PredictionRecord,
+    S3Location,
+    Status,
+    WebhookCallback,
+    iso,
+    utcnow,
+)
+from chorus.registry import ServiceDefinition, get_registry
+from chorus.settings import get_settings
+
+JSON = "application/json"
+UPLOAD_GRACE = timedelta(seconds=60)  # an upload that began just before expiry may still land
+NO_LEASE = timedelta(days=3650)  # the endpoint or execution owns the work; its notification ends it
+
+
+def new_prediction_id() -> str:
+    return uuid.uuid4().hex
+
+
+def render(record: PredictionRecord) -> dict[str, Any]:
+    if record.kind != "ensemble":
+        return views.render(record)
+    service = get_registry().get(record.service)
+    return views.render(record, predictions.children(record.id), [s.name for s in service.steps])
+
+
+# --- submit -------------------------------------------------------------------------------------
+
+
+def submit(request: PredictionRequest, prediction_id: str | None = None) -> dict[str, Any]:
+    """Create a prediction. Inline input is processed at once; otherwise answer with an upload URL."""
+    service = get_registry().require_enabled(request.service)
+    inline = request.input is not None
+    content_type = _content_type(service, request, inline)
+    callback = _callback(request)
+    settings = get_settings()
+    now = utcnow()
+    record = PredictionRecord(
+        id=prediction_id or new_prediction_id(),
+        service=service.name,
+        kind=service.kind,
+        status=Status.AWAITING_INPUT,
+        createdAt=now,
+        updatedAt=now,
+        uploadExpiresAt=now + timedelta(seconds=settings.upload_url_ttl_seconds),
+        contentType=content_type,
+        metadata=request.metadata,
+        callback=callback,
+        ttl=predictions.record_ttl(now),
+    )
+    predictions.create(record)
+    metrics.add_metric(name="PredictionsSubmitted", unit="Count", value=1)
+    if inline:
+        body = json.dumps(request.input, separators=(",", ":")).encode()
+        if len(body) > service.max_input_bytes:
+            raise PayloadTooLarge(
+                f"input is {len(body)} bytes; {service.name} accepts at most {service.max_input_bytes}"
+            )
+        location = payloads.put_bytes(payloads.inline_key(record.id), body, JSON)
+        start(record.id, location, len(body))
+        return render(predictions.get(record.id))
+    upload = payloads.presigned_upload(
+        record.id, content_type, service.max_input_bytes, settings.upload_url_ttl_seconds
+    )
+    view = render(record)
+    view["upload"] = {
+        "url": upload["url"],
+        "method": "POST",
+        "fields": upload["fields"],
+        "expiresAt": iso(record.upload_expires_at),
+        "maxBytes": service.max_input_bytes,
+        "contentType": content_type,
+    }
+    return view
+
+
+def _content_type(service: ServiceDefinition, request: PredictionRequest, inline: bool) -> str:
+    if inline:
+        if request.content_type not in (None, JSON):
+            raise InvalidRequest("inline `input` is JSON: omit `contentType` or set it to application/json")
+        content_type = JSON
+    else:
+        content_type = (request.content_type or service.content_types[0]).split(";")[0].strip().lower()
+    if not service.accepts(content_type):
+        accepted = ", ".join(service.content_types)
+        raise UnsupportedContentType(f"service {service.name!r} accepts {accepted}; not {content_type!r}")
+    return content_type
+
+
+def _callback(request: PredictionRequest) -> Callback | None:
+    given = request.callback
+    if given is None:
+        return None
+    if given.type == "email":
+        return EmailCallback(address=given.address)
+    try:
+        webhooks.vet(given.url, get_settings().allowed_networks)
+    except WebhookRefused as exc:
+        raise InvalidCallback(exc.message) from exc
+    return WebhookCallback(url=given.url, events=tuple(dict.fromkeys(given.events)))
+
+
+# --- input arrives --------------------------------------------------------------------------------
+
+
+def receive_upload(bucket: str, key: str) -> None:
+    """An object landed under inputs/: start its prediction (process-input)."""
+    prediction_id = payloads.prediction_id_from_upload_key(key)
+    if prediction_id is None:
+        logger.warning("ignoring object outside the upload layout", extra={"key": key})
+        return
+    info = payloads.describe(bucket, key)
+    if info is None:
+        logger.warning("uploaded object is gone", extra={"key": key})
+        return
+    start(prediction_id, S3Location(bucket=bucket, key=key, contentType=info.content_type or JSON), info.size)
+
+
+def start(prediction_id: str, location: S3Location, size: int) -> None:
+    record = predictions.find(prediction_id)
+    if record is None:
+        logger.warning("input for an unknown prediction", extra={"prediction_id": prediction_id})
+        return
+    if record.status not in {Status.AWAITING_INPUT, Status.QUEUED, Status.RUNNING}:
+        logger.info("input for a finished prediction ignored", extra={"prediction_id": prediction_id})
+        return
+    service = get_registry().get(record.service)
+    problem = _input_problem(service, record, location, size)
+    if problem:
+        fail(record.id, ErrorDetail(code="invalid_input", message=problem))
+        return
+    claimed = _claim(record, location, service)
+    if claimed is None:
+        logger.info("duplicate input event ignored", extra={"prediction_id": prediction_id})
+        return
+    try:
+        _dispatch(claimed, service)
+    except EndpointError as exc:
+        fail(claimed.id, ErrorDetail(code=exc.code, message=exc.message))
+
+
+def _input_problem(service: ServiceDefinition, record: PredictionRecord, location: S3Location, size: int) -> str:
+    # S3 enforces the presigned POST policy; checking again here covers other writers (and moto).
+    if size <= 0:
+        return "the uploaded input is empty"
+    if size > service.max_input_bytes:
+        return f"the input is {size} bytes; {service.name} accepts at most {service.max_input_bytes}"
+    if location.content_type.split(";")[0].strip().lower() != record.content_type:
+        return f"the input was uploaded as {location.content_type!r}, not the declared {record.content_type!r}"
+    if (
+        service.kind == "model"
+        and service.endpoint
+        and service.endpoint.mode == "sync"
+        and size > endpoints.SYNC_PAYLOAD_LIMIT
+    ):
+        return f"the input is {size} bytes; real-time endpoints accept at most {endpoints.SYNC_PAYLOAD_LIMIT}"
+    return ""
+
+
+def _claim(record: PredictionRecord, location: S3Location, service: ServiceDefinition) -> PredictionRecord | None:
+    """Take the prediction for dispatch, once. A claim whose worker crashed can be taken again
+    after its lease runs out, which is how a redelivered SQS message finishes the job."""
+    now = utcnow()
+    lease = now + timedelta(seconds=min(service.timeout_seconds, 300) + 60)
+    claimed = predictions.transition(
+        record.id,
+        Status.QUEUED,
+        {"input": location.as_dict(), "queuedAt": iso(now), "leaseUntil": iso(lease)},
+    )
+    if claimed is not None:
+        return claimed
+    return predictions.update_fields(
+        record.id,
+        {"leaseUntil": iso(lease)},
+        condition="#status IN (:queued, :running) AND leaseUntil < :now",
+        values={":queued": Status.QUEUED.value, ":running": Status.RUNNING.value, ":now": iso(now)},
+    )
+
+
+def _dispatch(record: PredictionRecord, service: ServiceDefinition) -> None:
+    assert record.input is not None
+    now = utcnow()
+    if service.kind == "ensemble":
+        document = {
+            "prediction": {"id": record.id, "service": service.name, "input": record.input.as_dict()},
+            "timeouts": step_timeouts(service),
+        }
+        arn = executions.start(service.name, record.id, document)
+        _mark_running(record, {"executionArn": arn, "leaseUntil": iso(now + NO_LEASE)}, stop_arn=arn)
+        return
+    assert service.endpoint is not None
+    if service.endpoint.mode == "async":
+        endpoints.invoke_async(service.endpoint.name, record.id, record.input, service.timeout_seconds)
+        _mark_running(record, {"leaseUntil": iso(now + NO_LEASE)})
+        return
+    running = _mark_running(record, {})
+    if running is None:
+        return
+    body = payloads.read_bytes(record.input)
+    answer = endpoints.invoke_sync(service.endpoint.name, body, record.input.content_type)
+    if isinstance(answer, endpoints.ModelFailure):
+        message = sagemaker_events.message(
+            record.id, service.endpoint.name, record.input, "Failed", failure_reason=answer.reason
+        )
+    else:
+        output = payloads.put_bytes(payloads.output_key(record.id), answer.body, answer.content_type)
+        message = sagemaker_events.message(record.id, service.endpoint.name, record.input, "Completed", output=output)
+    # The same notification an async endpoint sends: notifications has a single path for results.
+    sagemaker_events.publish(message)
+
+
+def _mark_running(
+    record: PredictionRecord, changes: dict[str, Any], stop_arn: str | None = None
+) -> PredictionRecord | None:
+    first_start = record.status is Status.QUEUED
+    fields = {**changes, "startedAt": iso(utcnow())} if first_start else changes
+    running = predictions.transition(record.id, Status.RUNNING, fields)
+    if running is None:
+        running = (
+            predictions.update_fields(
+                record.id, changes, condition="#status = :running", values={":running": Status.RUNNING.value}
+            )
+            if changes
+            else None
+        )
+    if running is None:
+        current = predictions.get(record.id)
+        if current.status is Status.CANCELED and stop_arn:
+            executions.stop(stop_arn, "prediction canceled")
+        return None if current.status.terminal else current
+    if first_start:
+        notify(running, "start", render(running))
+    return running
+
+
+def step_timeouts(service: ServiceDefinition) -> dict[str, int]:
+    registry = get_registry()
+    return {
+        step.name: step.timeout_seconds or registry.get(step.service).timeout_seconds + 60 for step in service.steps
+    }
+
+
+# --- results --------------------------------------------------------------------------------------
+
+
+def record_result(result: sagemaker_events.InferenceResult) -> None:
+    """A SageMaker-format notification arrived (async endpoint, sync path or ensemble end)."""
+    record = predictions.find(result.inference_id)
+    if record is None:
+        logger.warning("result for an unknown prediction", extra={"inference_id": result.inference_id})
+        return
+    if result.succeeded:
+        updated = predictions.transition(record.id, Status.SUCCEEDED, {"output": result.output().as_dict()})
+    else:
+        reason = result.failure_reason or f"invocation {result.invocation_status.lower()} without a reason"
+        code = "step_failed" if record.kind == "ensemble" else "model_error"
+        if result.error_code == "StepTimedOut":
+            code = "step_timed_out"
+        updated = predictions.transition(record.id, Status.FAILED, {"error": {"code": code, "message": reason}})
+    if updated is None:
+        logger.info("duplicate or late result ignored", extra={"prediction_id": record.id, "status": record.status})
+        updated = predictions.get(record.id)
+    else:
+        metrics.add_metric(name=f"Predictions{updated.status.value.title()}", unit="Count", value=1)
+    if updated.status.terminal:
+        notify(updated, "completed", render(updated))
+
+
+def fail(prediction_id: str, error: ErrorDetail) -> None:
+    failed = predictions.transition(prediction_id, Status.FAILED, {"error": error.model_dump()})
+    if failed is not None:
+        logger.info("prediction failed", extra={"prediction_id": prediction_id, "code": error.code})
+        notify(failed, "completed", render(failed))
+
+
+# --- client operations ----------------------------------------------------------------------------
+
+
+def describe(prediction_id: str) -> dict[str, Any]:
+    """The prediction as clients see it. An upload that never came is expired on first read."""
+    record = predictions.get(prediction_id)
+    if (
+        record.status is Status.AWAITING_INPUT
+        and record.upload_expires_at
+        and utcnow() > record.upload_expires_at + UPLOAD_GRACE
+    ):
+        expired = predictions.transition(
+            record.id,
+            Status.EXPIRED,
+            {"error": {"code": "expired", "message": "no input arrived before the upload URL expired"}},
+        )
+        if expired is not None:
+            notify(expired, "completed", render(expired))
+        record = expired or predictions.get(prediction_id)
+    return render(record)
+
+
+def cancel(prediction_id: str) -> dict[str, Any]:
+    record = predictions.get(prediction_id)
+    if record.status is not Status.CANCELED:
+        if record.status.terminal:
+            raise NotCancelable(f"prediction {prediction_id!r} already {record.status.value}")
+        canceled = _cancel_tree(record)
+        if canceled is None:
+            record = predictions.get(prediction_id)
+            if record.status is not Status.CANCELED:
+                raise NotCancelable(f"prediction {prediction_id!r} already {record.status.value}")
+        else:
+            record = canceled
+            notify(record, "completed", render(record))
+    return render(record)
+
+
+def _cancel_tree(record: PredictionRecord) -> PredictionRecord | None:
+    canceled = predictions.transition(record.id, Status.CANCELED, {})
+    if canceled is None:
+        return None
+    if canceled.execution_arn:
+        executions.stop(canceled.execution_arn, "prediction canceled by the client")
+    for child in predictions.children(record.id):
+        if not child.status.terminal:
+            # The parent's execution is stopped: the children's tokens are spent, so no callback.
+            _cancel_tree(child)
+    return canceled
+
+
+def wait_until_finished(prediction_id: str, seconds: float, fallback: dict[str, Any]) -> dict[str, Any]:
+    """`Prefer: wait=N`: hold the answer until the prediction finishes or N seconds pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        record = predictions.find(prediction_id)
+        if record is not None and record.status.terminal:
+            return render(record)
+        time.sleep(0.2)
+    return fallback if (record := predictions.find(prediction_id)) is None else render(record)
