@@ -26,7 +26,7 @@ from urllib.parse import unquote
 
 import boto3
 from botocore.config import Config
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 if TYPE_CHECKING:
@@ -208,20 +208,21 @@ class AwsGateway:
         return Response(body, status=status, headers=list(headers.items()))
 
 
-class GatewayServer:
-    """A threaded werkzeug server for the gateway on 127.0.0.1."""
+class WsgiServer:
+    """A threaded werkzeug server on 127.0.0.1, run in a background thread."""
 
-    def __init__(self, app: Callable[..., Any], port: int, host: str = "127.0.0.1") -> None:
-        # moto's request handler keeps headers with underscores (S3 metadata), which werkzeug's
-        # default handler drops.
-        from moto.moto_server.werkzeug_app import MotoRequestHandler
-
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        port: int,
+        name: str,
+        host: str = "127.0.0.1",
+        request_handler: type[WSGIRequestHandler] | None = None,
+    ) -> None:
         self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=MotoRequestHandler
+            host, port, app, threaded=True, request_handler=request_handler
         )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="aws-gateway", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
 
     @property
     def port(self) -> int:
@@ -234,3 +235,11 @@ class GatewayServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def gateway_server(app: Callable[..., Any], port: int) -> WsgiServer:
+    # moto's request handler keeps headers with underscores (S3 metadata), which werkzeug's
+    # default handler drops.
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    return WsgiServer(app, port, "aws-gateway", request_handler=MotoRequestHandler)

@@ -54,9 +54,7 @@ def input_fn(request_body: bytes, content_type: str) -> np.ndarray:
         document = load_json(request_body)
         pixels = document.get("pixels") if isinstance(document, dict) else None
         return numbers(pixels, "pixels", count=PIXELS, high=MAX_INTENSITY).reshape(1, PIXELS)
-    raise ValueError(
-        f"unsupported content type {content_type!r}: send {PNG_TYPE} or {JSON_TYPE}"
-    )
+    raise ValueError(f"unsupported content type {content_type!r}: send {PNG_TYPE} or {JSON_TYPE}")
 
 
 def predict_fn(data: np.ndarray, model: Classifier) -> Prediction:
@@ -127,10 +125,7 @@ def numbers(value: Any, name: str, *, count: int, high: float) -> np.ndarray:
         isinstance(value, list)
         and len(value) == count
         and all(
-            isinstance(v, int | float)
-            and not isinstance(v, bool)
-            and math.isfinite(v)
-            and 0 <= v <= high
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= high
             for v in value
         )
     )

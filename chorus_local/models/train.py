@@ -101,9 +101,7 @@ def _train(root: Path, expected_fingerprint: str) -> dict[str, float]:
     split = load_split()
     # SVC(probability=True) is deprecated since scikit-learn 1.9; this is its documented
     # replacement (Platt scaling fitted by internal cross-validation).
-    svm = make_pipeline(
-        StandardScaler(), CalibratedClassifierCV(SVC(), method="sigmoid", ensemble=False)
-    )
+    svm = make_pipeline(StandardScaler(), CalibratedClassifierCV(SVC(), method="sigmoid", ensemble=False))
     forest = RandomForestClassifier(n_estimators=200, random_state=SEED)
     base_models = {"svm": svm, "forest": forest}
     # StackingClassifier fits the final LogisticRegression on the base models' out-of-fold

@@ -56,8 +56,7 @@ def _submit_once() -> Any:
 
 
 @app.post("/predictions")
-@tracer.capture_method
-def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response:
+def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response[dict[str, Any]]:
     key = app.current_event.get_header_value("Idempotency-Key", case_sensitive=False)
     if key is None:
         view = lifecycle.submit(request)
@@ -79,7 +78,7 @@ def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response
 
 
 @app.post("/predictions/<prediction_id>/cancel")
-def cancel_prediction(prediction_id: str) -> Response:
+def cancel_prediction(prediction_id: str) -> Response[dict[str, Any]]:
     return json_response(200, lifecycle.cancel(prediction_id))
 
 

@@ -16,13 +16,12 @@ app = create_resolver()
 
 
 @app.get("/predictions/<prediction_id>")
-@tracer.capture_method
-def get_prediction(prediction_id: str) -> Response:
+def get_prediction(prediction_id: str) -> Response[dict[str, Any]]:
     return json_response(200, lifecycle.describe(prediction_id))
 
 
 @app.get("/services")
-def list_services() -> Response:
+def list_services() -> Response[dict[str, Any]]:
     services = [
         {
             "name": s.name,

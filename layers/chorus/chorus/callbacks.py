@@ -44,14 +44,14 @@ def notify(record: PredictionRecord, event: Event, view: dict[str, Any]) -> None
     callback = record.callback
     if callback is None or event in record.callback_delivered:
         return
-    if isinstance(callback, StepFunctionsCallback):
-        if event == "completed":
-            _resume_parent(record, callback)
-    elif isinstance(callback, WebhookCallback):
-        if event in callback.events:
-            _send_webhook(record, callback, event, view)
+    if isinstance(callback, StepFunctionsCallback) and event == "completed":
+        _resume_parent(record, callback)
+    elif isinstance(callback, WebhookCallback) and event in callback.events:
+        _send_webhook(record, callback, event, view)
     elif isinstance(callback, EmailCallback) and event == "completed":
         _send_email(record, callback, view)
+    else:
+        return
     mark_callback_delivered(record.id, event)
 
 

@@ -145,7 +145,9 @@ def update_fields(
     values: dict[str, Any] | None = None,
 ) -> PredictionRecord | None:
     """Set fields other than the status; `#status` may be used in the condition."""
-    names = {f"#f{i}": name for i, name in enumerate(changes)} | {"#status": "status"}
+    names = {f"#f{i}": name for i, name in enumerate(changes)}
+    if "#status" in condition:
+        names["#status"] = "status"
     serialized = {f":v{i}": _serialize(v) for i, v in enumerate(changes.values())}
     serialized.update({k: _serialize(v) for k, v in (values or {}).items()})
     return _update(

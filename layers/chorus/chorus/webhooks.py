@@ -43,7 +43,7 @@ class Target:
     address: str  # the vetted IP the connection is made to
 
 
-def vet(url: str, allowed_networks: Sequence[Network], resolve: Resolver = resolve_addresses) -> Target:
+def vet(url: str, allowed_networks: Sequence[Network], resolve: Resolver | None = None) -> Target:
     """Refuse anything but http(s) to public addresses (or explicitly allowed networks).
 
     Every address the name resolves to must pass: one private answer is enough to refuse.
@@ -62,7 +62,7 @@ def vet(url: str, allowed_networks: Sequence[Network], resolve: Resolver = resol
     except ValueError as exc:
         raise WebhookRefused(f"webhook URL has an invalid port: {exc}") from exc
     try:
-        addresses = list(resolve(parts.hostname, port))
+        addresses = list((resolve or resolve_addresses)(parts.hostname, port))
     except OSError as exc:
         raise WebhookRefused(f"webhook host {parts.hostname!r} does not resolve: {exc}") from exc
     if not addresses:
@@ -119,7 +119,7 @@ def deliver(
     timeout: float,
     attempts: int,
     backoff: float,
-    resolve: Resolver = resolve_addresses,
+    resolve: Resolver | None = None,
 ) -> Delivery:
     """POST a signed webhook; retry transient failures with exponential backoff.
 

@@ -29,8 +29,5 @@ def input_fn(request_body: bytes, content_type: str) -> np.ndarray:
     if not isinstance(document, dict):
         raise ValueError(f"input must be a JSON object with keys {', '.join(STACKED_BASE_MODELS)}")
     # The feature order must match training: each base model's probabilities, in turn.
-    features = [
-        numbers(document.get(name), name, count=CLASSES, high=1)
-        for name in STACKED_BASE_MODELS
-    ]
+    features = [numbers(document.get(name), name, count=CLASSES, high=1) for name in STACKED_BASE_MODELS]
     return np.concatenate(features).reshape(1, -1)

@@ -1,0 +1,1210 @@
+"""template.yaml → running local resources, the way CloudFormation and SAM would build them.
+
+Three steps:
+1. `load_template`: parse the YAML (cfn-lint's loader understands the short-form tags) and apply
+   SAM's `Globals` (maps merge, lists concatenate, scalars are overridden).
+2. `Resolver`: parameters (defaults, overrides, constraints), conditions, pseudo parameters and the
+   intrinsic functions (Ref, Fn::Sub, Fn::GetAtt, Fn::Join, Fn::If, Fn::Select, ...).
+3. `Provisioner`: creates every resource in dependency order through the AWS gateway (so moto
+   sees the same API calls CloudFormation would make), and turns functions and their events into
+   the configuration of the local Lambda runtime, REST API and event sources.
+
+Nothing is listed by hand: each resource type has a handler that knows which properties it
+applies and which are AWS-side only (IAM, logging, throttling). Any other property, or a resource
+type without a handler, stops the stack with a `TemplateError` naming it, so the local stack can
+never silently differ from what the template declares.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chorus_local.api_gateway import ApiConfig, ApiRoute, CorsConfig, GatewayResponse
+from chorus_local.event_sources import SnsSubscription, SqsMapping
+from chorus_local.gateway import LOCAL_ACCOUNT_ID, AwsEndpoint
+from chorus_local.lambda_runtime import AsyncInvokeConfig, Destination, FunctionConfig
+
+log = logging.getLogger("chorus_local.cloudformation")
+
+PARTITION = "aws"
+URL_SUFFIX = "amazonaws.com"
+
+
+class TemplateError(Exception):
+    """The template uses something the local stack cannot reproduce faithfully."""
+
+
+class _NoValue:
+    def __repr__(self) -> str:
+        return "AWS::NoValue"
+
+
+NO_VALUE: Any = _NoValue()
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _plain(node: Any) -> Any:
+    """cfn-lint's node classes → plain dict/list/str, so nothing downstream sees them."""
+    if isinstance(node, dict):
+        return {str(key): _plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_plain(item) for item in node]
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _merge_globals(global_value: Any, local_value: Any) -> Any:
+    """SAM's Globals rules: maps merge (resource wins), lists concatenate, scalars override."""
+    if isinstance(global_value, dict) and isinstance(local_value, dict):
+        merged = dict(global_value)
+        for key, value in local_value.items():
+            merged[key] = _merge_globals(global_value[key], value) if key in global_value else value
+        return merged
+    if isinstance(global_value, list) and isinstance(local_value, list):
+        return [*global_value, *local_value]
+    return local_value
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    from cfnlint.decode import cfn_yaml
+
+    template = _plain(cfn_yaml.load(str(path)))
+    if not isinstance(template, dict) or not isinstance(template.get("Resources"), dict):
+        raise TemplateError(f"{path}: not a CloudFormation template (no Resources)")
+    for section, settings in (template.pop("Globals", None) or {}).items():
+        resource_type = f"AWS::Serverless::{section}"
+        for resource in template["Resources"].values():
+            if resource.get("Type") == resource_type:
+                resource["Properties"] = _merge_globals(settings, resource.get("Properties") or {})
+    return template
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+def _parameter_value(name: str, spec: Mapping[str, Any], raw: Any) -> str | list[str]:
+    """Check a parameter value against its declaration, like CloudFormation does on deploy."""
+    kind = str(spec.get("Type", "String"))
+    if kind.startswith("AWS::SSM::Parameter::Value"):
+        raise TemplateError(f"parameter {name}: type {kind} needs a real SSM lookup; override it")
+    text = ",".join(map(str, raw)) if isinstance(raw, list) else str(raw)
+    allowed = spec.get("AllowedValues")
+    if kind in ("CommaDelimitedList", "List<Number>") or kind.startswith("List<"):
+        items = [item.strip() for item in text.split(",")] if text else []
+        if allowed is not None:
+            for item in items:
+                if item not in {str(a) for a in allowed}:
+                    raise TemplateError(f"parameter {name}: {item!r} is not one of {allowed}")
+        return items
+    if allowed is not None and text not in {str(a) for a in allowed}:
+        raise TemplateError(f"parameter {name}: {text!r} is not one of {allowed}")
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None and not re.fullmatch(str(pattern), text):
+        raise TemplateError(f"parameter {name}: {text!r} does not match {pattern}")
+    if "MinLength" in spec and len(text) < int(spec["MinLength"]):
+        raise TemplateError(f"parameter {name}: shorter than {spec['MinLength']}")
+    if "MaxLength" in spec and len(text) > int(spec["MaxLength"]):
+        raise TemplateError(f"parameter {name}: longer than {spec['MaxLength']}")
+    if kind == "Number":
+        try:
+            number = float(text)
+        except ValueError:
+            raise TemplateError(f"parameter {name}: {text!r} is not a number") from None
+        if "MinValue" in spec and number < float(spec["MinValue"]):
+            raise TemplateError(f"parameter {name}: {text} is below {spec['MinValue']}")
+        if "MaxValue" in spec and number > float(spec["MaxValue"]):
+            raise TemplateError(f"parameter {name}: {text} is above {spec['MaxValue']}")
+    return text
+
+
+def resolve_parameters(
+    template: Mapping[str, Any], overrides: Mapping[str, str]
+) -> dict[str, str | list[str]]:
+    declared: Mapping[str, Any] = template.get("Parameters") or {}
+    unknown = sorted(set(overrides) - set(declared))
+    if unknown:
+        raise TemplateError(f"parameter overrides not declared in the template: {', '.join(unknown)}")
+    values: dict[str, str | list[str]] = {}
+    for name, spec in declared.items():
+        raw = overrides.get(name, spec.get("Default"))
+        if raw is None:
+            raise TemplateError(f"parameter {name} has no Default; pass it as an override")
+        values[name] = _parameter_value(name, spec, raw)
+    return values
+
+
+_SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+
+
+class Resolver:
+    """Evaluates intrinsic functions against parameters and provisioned resources."""
+
+    def __init__(
+        self,
+        template: Mapping[str, Any],
+        parameters: Mapping[str, str | list[str]],
+        *,
+        stack_name: str,
+        region: str = "us-east-1",
+        account_id: str = LOCAL_ACCOUNT_ID,
+    ) -> None:
+        self.template = template
+        self.parameters = dict(parameters)
+        self.region = region
+        self.account_id = account_id
+        self.stack_name = stack_name
+        self.pseudo: dict[str, Any] = {
+            "AWS::AccountId": account_id,
+            "AWS::Region": region,
+            "AWS::Partition": PARTITION,
+            "AWS::StackName": stack_name,
+            "AWS::StackId": (
+                f"arn:{PARTITION}:cloudformation:{region}:{account_id}:stack/{stack_name}/"
+                + hashlib.sha1(stack_name.encode()).hexdigest()[:8]
+            ),
+            "AWS::URLSuffix": URL_SUFFIX,
+            "AWS::NotificationARNs": [],
+        }
+        self.refs: dict[str, Any] = {}  # logical id → Ref value of provisioned resources
+        self.attributes: dict[str, dict[str, Any]] = {}  # logical id → GetAtt values
+        self._conditions: dict[str, bool] = {}
+
+    # -- conditions ------------------------------------------------------------------------
+
+    def condition(self, name: str) -> bool:
+        if name not in self._conditions:
+            definitions = self.template.get("Conditions") or {}
+            if name not in definitions:
+                raise TemplateError(f"unknown condition {name}")
+            self._conditions[name] = bool(self._condition_value(definitions[name]))
+        return self._conditions[name]
+
+    def _condition_value(self, node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            (key, value), = node.items()
+            if key == "Condition":
+                return self.condition(value)
+            if key == "Fn::Equals":
+                left, right = (self._condition_value(v) for v in value)
+                return str(left) == str(right)
+            if key == "Fn::Not":
+                return not self._condition_value(value[0])
+            if key == "Fn::And":
+                return all(self._condition_value(v) for v in value)
+            if key == "Fn::Or":
+                return any(self._condition_value(v) for v in value)
+        return self.resolve(node)
+
+    # -- intrinsic functions ---------------------------------------------------------------
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [v for v in (self.resolve(item) for item in node) if v is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (key, value), = node.items()
+            if key == "Ref":
+                return self.ref(str(value))
+            if key.startswith("Fn::"):
+                return self._function(key, value)
+        resolved = {key: self.resolve(value) for key, value in node.items()}
+        return {key: value for key, value in resolved.items() if value is not NO_VALUE}
+
+    def ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in self.refs:
+            return self.refs[name]
+        raise TemplateError(f"Ref {name}: not a parameter or a provisioned resource")
+
+    def get_att(self, logical_id: str, attribute: str) -> Any:
+        if logical_id not in self.attributes:
+            raise TemplateError(f"GetAtt {logical_id}.{attribute}: resource not provisioned")
+        attributes = self.attributes[logical_id]
+        if attribute not in attributes:
+            known = ", ".join(sorted(attributes)) or "none"
+            raise TemplateError(f"GetAtt {logical_id}.{attribute}: unsupported (known: {known})")
+        return attributes[attribute]
+
+    def _function(self, name: str, value: Any) -> Any:
+        if name == "Fn::Sub":
+            return self._sub(value)
+        if name == "Fn::GetAtt":
+            logical_id, attribute = value.split(".", 1) if isinstance(value, str) else value
+            return self.get_att(str(logical_id), str(self.resolve(attribute)))
+        if name == "Fn::Join":
+            delimiter, items = value
+            return str(delimiter).join(str(item) for item in self.resolve(items))
+        if name == "Fn::Select":
+            index, items = self.resolve(value)
+            return items[int(index)]
+        if name == "Fn::Split":
+            delimiter, text = self.resolve(value)
+            return str(text).split(str(delimiter))
+        if name == "Fn::If":
+            condition, when_true, when_false = value
+            return self.resolve(when_true if self.condition(condition) else when_false)
+        if name in ("Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or"):
+            return self._condition_value({name: value})
+        if name == "Fn::FindInMap":
+            map_name, top, second, *default = value
+            mapping = (self.template.get("Mappings") or {}).get(self.resolve(map_name), {})
+            try:
+                return self.resolve(mapping[self.resolve(top)][self.resolve(second)])
+            except KeyError:
+                if default:
+                    return self.resolve(default[0]["DefaultValue"])
+                raise TemplateError(f"Fn::FindInMap {value}: no such entry") from None
+        if name == "Fn::Base64":
+            return base64.b64encode(str(self.resolve(value)).encode()).decode()
+        if name == "Fn::GetAZs":
+            return [f"{self.region}{zone}" for zone in "abc"]
+        if name == "Fn::ToJsonString":
+            return json.dumps(self.resolve(value), separators=(",", ":"))
+        if name == "Fn::Length":
+            return len(self.resolve(value))
+        raise TemplateError(f"intrinsic function {name} is not supported by the local stack")
+
+    def _sub(self, value: Any) -> str:
+        if isinstance(value, list):
+            text, variables = value[0], {k: self.resolve(v) for k, v in value[1].items()}
+        else:
+            text, variables = value, {}
+
+        def replace(match: re.Match[str]) -> str:
+            expression = match.group(1)
+            if expression.startswith("!"):  # ${!Literal} is the escape for a literal ${Literal}
+                return "${" + expression[1:] + "}"
+            if expression in variables:
+                return str(variables[expression])
+            if "." in expression and expression.split(".", 1)[0] not in self.parameters:
+                logical_id, attribute = expression.split(".", 1)
+                return str(self.get_att(logical_id, attribute))
+            resolved = self.ref(expression)
+            return ",".join(resolved) if isinstance(resolved, list) else str(resolved)
+
+        return _SUB_VARIABLE.sub(replace, str(text))
+
+
+def references(node: Any) -> set[str]:
+    """Logical ids a node refers to (Ref, Fn::GetAtt, Fn::Sub variables), statically."""
+    found: set[str] = set()
+    if isinstance(node, list):
+        for item in node:
+            found |= references(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                target = value.split(".", 1)[0] if isinstance(value, str) else value[0]
+                found.add(str(target))
+            elif key == "Fn::Sub":
+                text, variables = (value[0], value[1]) if isinstance(value, list) else (value, {})
+                for expression in _SUB_VARIABLE.findall(str(text)):
+                    if not expression.startswith("!") and expression not in variables:
+                        found.add(expression.split(".", 1)[0])
+                found |= references(variables)
+            else:
+                found |= references(value)
+    return found
+
+
+# ----------------------------------------------------------------------------- provisioning
+
+
+@dataclass
+class ProvisionedStack:
+    """What the rest of the local stack needs from the template, fully resolved."""
+
+    stack_name: str
+    parameters: dict[str, str | list[str]]
+    resources: dict[str, str]  # logical id → resource type (provisioned or ignored)
+    refs: dict[str, Any]
+    attributes: dict[str, dict[str, Any]]
+    functions: list[FunctionConfig] = field(default_factory=list)
+    api: ApiConfig | None = None
+    sqs_mappings: list[SqsMapping] = field(default_factory=list)
+    sns_subscriptions: list[SnsSubscription] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def ref(self, logical_id: str) -> Any:
+        return self.refs[logical_id]
+
+    def attribute(self, logical_id: str, name: str) -> Any:
+        return self.attributes[logical_id][name]
+
+
+@dataclass
+class _Resource:
+    logical_id: str
+    type: str
+    properties: dict[str, Any]
+
+
+Handler = Callable[["Provisioner", _Resource], None]
+
+
+@dataclass(frozen=True)
+class _TypeSupport:
+    handler: Handler
+    applied: frozenset[str]
+    ignored: Mapping[str, str]  # property → why it does not matter locally
+
+
+def _int(value: Any) -> int:
+    return int(str(value))
+
+
+def _bool_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _tags(tags: Any) -> list[dict[str, str]]:
+    if isinstance(tags, dict):  # SAM's map form
+        return [{"Key": str(k), "Value": str(v)} for k, v in tags.items()]
+    return [{"Key": str(t["Key"]), "Value": str(t["Value"])} for t in tags or []]
+
+
+def _only(context: str, mapping: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    extra = sorted(set(mapping) - set(allowed))
+    if extra:
+        raise TemplateError(f"{context}: unsupported by the local stack: {', '.join(extra)}")
+
+
+class Provisioner:
+    """Creates the template's resources through the AWS gateway and collects the local config."""
+
+    def __init__(
+        self,
+        template_path: Path,
+        endpoint: AwsEndpoint,
+        *,
+        parameter_overrides: Mapping[str, str] | None = None,
+        stack_name: str = "chorus-local",
+    ) -> None:
+        self.template_path = template_path
+        self.base_dir = template_path.parent
+        self.template = load_template(template_path)
+        self.endpoint = endpoint
+        self.parameters = resolve_parameters(self.template, parameter_overrides or {})
+        self.resolver = Resolver(
+            self.template, self.parameters, stack_name=stack_name, region=endpoint.region
+        )
+        self.stack = ProvisionedStack(
+            stack_name=stack_name,
+            parameters=self.parameters,
+            resources={},
+            refs=self.resolver.refs,
+            attributes=self.resolver.attributes,
+        )
+        self._layers: dict[str, Path] = {}  # layer ARN → ContentUri directory
+        self._apis: dict[str, tuple[str, dict[str, Any]]] = {}  # api id → (logical id, props)
+        self._routes: dict[str, list[ApiRoute]] = {}  # api id → routes
+
+    # -- helpers for handlers --------------------------------------------------------------
+
+    @property
+    def region(self) -> str:
+        return self.endpoint.region
+
+    def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
+        return ":".join(
+            [
+                "arn",
+                PARTITION,
+                service,
+                self.region if region else "",
+                LOCAL_ACCOUNT_ID if account else "",
+                resource,
+            ]
+        )
+
+    def generated_name(self, logical_id: str, *, max_length: int = 64, lower: bool = False) -> str:
+        # CloudFormation appends a random suffix; a stable name is friendlier locally.
+        name = f"{self.stack.stack_name}-{logical_id}"[:max_length]
+        return name.lower() if lower else name
+
+    def register(self, logical_id: str, ref: Any, **attributes: Any) -> None:
+        self.resolver.refs[logical_id] = ref
+        self.resolver.attributes[logical_id] = attributes
+
+    def path(self, relative: Any, context: str) -> Path:
+        if not isinstance(relative, str):
+            raise TemplateError(f"{context}: only a local path is supported, got {relative!r}")
+        path = (self.base_dir / relative).resolve()
+        if not path.exists():
+            raise TemplateError(f"{context}: {path} does not exist")
+        return path
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def provision(self) -> ProvisionedStack:
+        resources = self.template["Resources"]
+        for logical_id in self._order(resources):
+            definition = resources[logical_id]
+            resource_type = str(definition.get("Type"))
+            condition = definition.get("Condition")
+            if condition is not None and not self.resolver.condition(condition):
+                log.debug("%s skipped: condition %s is false", logical_id, condition)
+                continue
+            self.stack.resources[logical_id] = resource_type
+            support = _SUPPORT.get(resource_type)
+            if support is None:
+                if resource_type in _AWS_SIDE_ONLY:
+                    self._ignore(logical_id, resource_type, _AWS_SIDE_ONLY[resource_type])
+                    continue
+                raise TemplateError(
+                    f"{logical_id}: resource type {resource_type} is not supported by the local stack"
+                )
+            raw = definition.get("Properties") or {}
+            _only(f"{logical_id} ({resource_type}) properties", raw,
+                  support.applied | set(support.ignored))
+            for name in sorted(set(raw) & set(support.ignored)):
+                log.debug("%s.%s not applied locally: %s", logical_id, name, support.ignored[name])
+            properties = self.resolver.resolve(
+                {k: v for k, v in raw.items() if k in support.applied}
+            )
+            support.handler(self, _Resource(logical_id, resource_type, properties))
+        self._finish_api()
+        self._label_functions()
+        self.stack.outputs = self._outputs()
+        return self.stack
+
+    def _order(self, resources: Mapping[str, Any]) -> list[str]:
+        """Dependency order (Ref, GetAtt, Sub, DependsOn), template order among equals."""
+        dependencies: dict[str, set[str]] = {}
+        for logical_id, definition in resources.items():
+            depends_on = definition.get("DependsOn") or []
+            needed = references(definition.get("Properties") or {})
+            needed |= {depends_on} if isinstance(depends_on, str) else set(depends_on)
+            dependencies[logical_id] = {d for d in needed if d in resources and d != logical_id}
+        ordered: list[str] = []
+        done: set[str] = set()
+        while len(ordered) < len(resources):
+            ready = [r for r in resources if r not in done and dependencies[r] <= done]
+            if not ready:
+                cycle = sorted(set(resources) - done)
+                raise TemplateError(f"circular dependency among: {', '.join(cycle)}")
+            for logical_id in ready:
+                ordered.append(logical_id)
+                done.add(logical_id)
+        return ordered
+
+    def _ignore(self, logical_id: str, resource_type: str, why: str) -> None:
+        """AWS-side only; still give it a Ref/Arn so other resources can mention it."""
+        log.debug("%s (%s) not created locally: %s", logical_id, resource_type, why)
+        definition = self.template["Resources"][logical_id]
+        properties = definition.get("Properties") or {}
+        name_property = {
+            "AWS::Logs::LogGroup": "LogGroupName",
+            "AWS::IAM::Role": "RoleName",
+            "AWS::CloudWatch::Alarm": "AlarmName",
+        }.get(resource_type)
+        name = self.generated_name(logical_id)
+        if name_property and name_property in properties:
+            try:
+                name = str(self.resolver.resolve(properties[name_property]))
+            except TemplateError:
+                pass
+        if resource_type == "AWS::Logs::LogGroup":
+            arn = self.arn("logs", f"log-group:{name}:*")
+            self.register(logical_id, name, Arn=arn)
+        elif resource_type == "AWS::IAM::Role":
+            arn = self.arn("iam", f"role/{name}", region=False)
+            self.register(logical_id, name, Arn=arn, RoleId=hashlib.sha1(name.encode()).hexdigest())
+        elif resource_type == "AWS::IAM::ManagedPolicy":
+            arn = self.arn("iam", f"policy/{name}", region=False)
+            self.register(logical_id, arn, PolicyArn=arn)
+        elif resource_type == "AWS::CloudWatch::Alarm":
+            self.register(logical_id, name, Arn=self.arn("cloudwatch", f"alarm:{name}"))
+        else:
+            self.register(logical_id, name)
+
+    def _outputs(self) -> dict[str, Any]:
+        outputs: dict[str, Any] = {}
+        for name, output in (self.template.get("Outputs") or {}).items():
+            condition = output.get("Condition")
+            if condition is not None and not self.resolver.condition(condition):
+                continue
+            outputs[name] = self.resolver.resolve(output.get("Value"))
+        return outputs
+
+    def _label_functions(self) -> None:
+        """Log labels: function names without the prefix they all share (chorus-local-…)."""
+        functions = self.stack.functions
+        if len(functions) < 2:
+            return
+        split = [f.name.split("-") for f in functions]
+        shared = 0
+        while all(len(parts) > shared + 1 and parts[shared] == split[0][shared] for parts in split):
+            shared += 1
+        self.stack.functions = [
+            FunctionConfig(**{**f.__dict__, "log_label": "-".join(parts[shared:])})
+            for f, parts in zip(functions, split, strict=True)
+        ]
+
+    # -- API -------------------------------------------------------------------------------
+
+    def add_route(self, api_id: str, route: ApiRoute) -> None:
+        self._routes.setdefault(api_id, []).append(route)
+
+    def _finish_api(self) -> None:
+        if not self._routes:
+            return
+        if len(self._routes) > 1:
+            raise TemplateError(
+                "functions use more than one REST API; the local stack serves one"
+                f" ({', '.join(sorted(self._routes))})"
+            )
+        (api_id, routes), = self._routes.items()
+        if api_id == _IMPLICIT_API:
+            properties: dict[str, Any] = {"StageName": "Prod"}
+        elif api_id in self._apis:
+            properties = self._apis[api_id][1]
+        else:
+            raise TemplateError(f"Api events name RestApiId {api_id}, which is not in the template")
+        cors = properties.get("Cors")
+        cors_config = None
+        if cors is not None:
+            cors = {"AllowOrigin": cors} if isinstance(cors, str) else cors
+            _only("Api Cors", cors, {"AllowOrigin", "AllowMethods", "AllowHeaders", "MaxAge",
+                                     "AllowCredentials"})
+
+            def unquote(value: Any) -> str | None:
+                return None if value is None else str(value).strip("'")
+
+            cors_config = CorsConfig(
+                allow_origin=unquote(cors["AllowOrigin"]) or "*",
+                allow_methods=unquote(cors.get("AllowMethods")) or "*",
+                allow_headers=unquote(cors.get("AllowHeaders")),
+                max_age=unquote(cors.get("MaxAge")),
+            )
+        responses: dict[str, GatewayResponse] = {}
+        for response_type, spec in (properties.get("GatewayResponses") or {}).items():
+            _only(f"GatewayResponses.{response_type}", spec,
+                  {"ResponseTemplates", "ResponseParameters", "StatusCode"})
+            headers = {
+                name: str(value).strip("'")
+                for name, value in ((spec.get("ResponseParameters") or {}).get("Headers") or {}).items()
+            }
+            responses[response_type] = GatewayResponse(
+                templates=dict(spec.get("ResponseTemplates") or {}),
+                headers=headers,
+                status=_int(spec["StatusCode"]) if "StatusCode" in spec else None,
+            )
+        seen: set[tuple[str, str]] = set()
+        for route in routes:
+            key = (route.path, route.method)
+            if key in seen:
+                raise TemplateError(f"two Api events for {route.method} {route.path}")
+            seen.add(key)
+        self.stack.api = ApiConfig(
+            stage=str(properties.get("StageName", "Prod")),
+            routes=tuple(routes),
+            binary_media_types=tuple(
+                str(t).replace("~1", "/") for t in properties.get("BinaryMediaTypes") or []
+            ),
+            cors=cors_config,
+            api_id=api_id,
+            stage_variables={str(k): str(v) for k, v in (properties.get("Variables") or {}).items()},
+            gateway_responses=responses,
+        )
+
+
+_IMPLICIT_API = "ServerlessRestApi"
+
+
+# ----------------------------------------------------------------------------- handlers
+
+
+def _s3_bucket(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    name = str(props.get("BucketName") or p.generated_name(r.logical_id, max_length=63, lower=True))
+    s3 = p.endpoint.client("s3")
+    s3.create_bucket(Bucket=name)
+    if "BucketEncryption" in props:
+        rules = []
+        for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]:
+            converted: dict[str, Any] = {
+                "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]
+            }
+            if "BucketKeyEnabled" in rule:
+                converted["BucketKeyEnabled"] = bool(rule["BucketKeyEnabled"])
+            rules.append(converted)
+        s3.put_bucket_encryption(
+            Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules}
+        )
+    if "PublicAccessBlockConfiguration" in props:
+        s3.put_public_access_block(
+            Bucket=name,
+            PublicAccessBlockConfiguration={
+                k: bool(v) for k, v in props["PublicAccessBlockConfiguration"].items()
+            },
+        )
+    if "OwnershipControls" in props:
+        s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=props["OwnershipControls"])
+    if "VersioningConfiguration" in props:
+        s3.put_bucket_versioning(
+            Bucket=name,
+            VersioningConfiguration={"Status": props["VersioningConfiguration"]["Status"]},
+        )
+    if "CorsConfiguration" in props:
+        rules = []
+        for rule in props["CorsConfiguration"]["CorsRules"]:
+            _only(f"{r.logical_id} CorsRules", rule, {"AllowedHeaders", "AllowedMethods",
+                  "AllowedOrigins", "ExposedHeaders", "Id", "MaxAge"})
+            converted = {
+                key: [str(v) for v in rule[key]]
+                for key in ("AllowedHeaders", "AllowedMethods", "AllowedOrigins")
+                if key in rule
+            }
+            if "ExposedHeaders" in rule:
+                converted["ExposeHeaders"] = [str(v) for v in rule["ExposedHeaders"]]
+            if "Id" in rule:
+                converted["ID"] = str(rule["Id"])
+            if "MaxAge" in rule:
+                converted["MaxAgeSeconds"] = _int(rule["MaxAge"])
+            rules.append(converted)
+        s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": rules})
+    if "LifecycleConfiguration" in props:
+        # moto stores the rules but never expires objects; applying them still checks the shape.
+        rules = []
+        for rule in props["LifecycleConfiguration"]["Rules"]:
+            _only(f"{r.logical_id} lifecycle rule", rule, {"Id", "Status", "Prefix",
+                  "ExpirationInDays", "AbortIncompleteMultipartUpload",
+                  "NoncurrentVersionExpirationInDays"})
+            converted = {"Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+            if "Id" in rule:
+                converted["ID"] = rule["Id"]
+            if "ExpirationInDays" in rule:
+                converted["Expiration"] = {"Days": _int(rule["ExpirationInDays"])}
+            if "AbortIncompleteMultipartUpload" in rule:
+                days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+                converted["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": _int(days)}
+            if "NoncurrentVersionExpirationInDays" in rule:
+                converted["NoncurrentVersionExpiration"] = {
+                    "NoncurrentDays": _int(rule["NoncurrentVersionExpirationInDays"])
+                }
+            rules.append(converted)
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=name, LifecycleConfiguration={"Rules": rules}
+        )
+    if "NotificationConfiguration" in props:
+        s3.put_bucket_notification_configuration(
+            Bucket=name,
+            NotificationConfiguration=_s3_notifications(r.logical_id, props["NotificationConfiguration"]),
+        )
+    if props.get("Tags"):
+        s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tags(props["Tags"])})
+    arn = p.arn("s3", name, region=False, account=False)
+    p.register(
+        r.logical_id,
+        name,
+        Arn=arn,
+        DomainName=f"{name}.s3.{URL_SUFFIX}",
+        RegionalDomainName=f"{name}.s3.{p.region}.{URL_SUFFIX}",
+        DualStackDomainName=f"{name}.s3.dualstack.{p.region}.{URL_SUFFIX}",
+        WebsiteURL=f"http://{name}.s3-website-{p.region}.{URL_SUFFIX}",
+    )
+
+
+def _s3_notifications(logical_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """CloudFormation's NotificationConfiguration → the S3 API's shape."""
+    _only(f"{logical_id} NotificationConfiguration", config,
+          {"QueueConfigurations", "TopicConfigurations"})
+    converted: dict[str, Any] = {}
+    for section, target_key, api_key in (
+        ("QueueConfigurations", "Queue", "QueueArn"),
+        ("TopicConfigurations", "Topic", "TopicArn"),
+    ):
+        for item in config.get(section, []):
+            entry: dict[str, Any] = {api_key: item[target_key], "Events": [item["Event"]]}
+            rules = ((item.get("Filter") or {}).get("S3Key") or {}).get("Rules")
+            if rules:
+                entry["Filter"] = {
+                    "Key": {"FilterRules": [{"Name": x["Name"], "Value": x["Value"]} for x in rules]}
+                }
+            converted.setdefault(section, []).append(entry)
+    return converted
+
+
+_SQS_ATTRIBUTES = (
+    "VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "MaximumMessageSize",
+    "ReceiveMessageWaitTimeSeconds", "FifoQueue", "ContentBasedDeduplication",
+    "DeduplicationScope", "FifoThroughputLimit", "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds", "SqsManagedSseEnabled",
+)
+
+
+def _sqs_queue(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    fifo = str(props.get("FifoQueue", "false")).lower() == "true"
+    name = props.get("QueueName") or p.generated_name(r.logical_id, max_length=75) + (
+        ".fifo" if fifo else ""
+    )
+    attributes = {key: _bool_text(props[key]) for key in _SQS_ATTRIBUTES if key in props}
+    for key in ("RedrivePolicy", "RedriveAllowPolicy"):
+        if key in props:
+            value = props[key]
+            attributes[key] = value if isinstance(value, str) else json.dumps(value)
+    sqs = p.endpoint.client("sqs")
+    url = sqs.create_queue(QueueName=str(name), Attributes=attributes)["QueueUrl"]
+    if props.get("Tags"):
+        sqs.tag_queue(QueueUrl=url, Tags={t["Key"]: t["Value"] for t in _tags(props["Tags"])})
+    arn = p.arn("sqs", str(name))
+    p.register(r.logical_id, url, Arn=arn, QueueUrl=url, QueueName=str(name))
+
+
+def _sns_topic(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    fifo = str(props.get("FifoTopic", "false")).lower() == "true"
+    name = str(props.get("TopicName") or p.generated_name(r.logical_id, max_length=251) + (
+        ".fifo" if fifo else ""
+    ))
+    attributes = {
+        key: _bool_text(props[key])
+        for key in ("DisplayName", "KmsMasterKeyId", "FifoTopic", "ContentBasedDeduplication",
+                    "SignatureVersion", "TracingConfig")
+        if key in props
+    }
+    sns = p.endpoint.client("sns")
+    arn = sns.create_topic(Name=name, Attributes=attributes, Tags=_tags(props.get("Tags")))["TopicArn"]
+    p.register(r.logical_id, arn, TopicArn=arn, TopicName=name)
+    for subscription in props.get("Subscription") or []:
+        _subscribe(p, r.logical_id, arn, subscription["Protocol"], subscription["Endpoint"], {})
+
+
+def _subscribe(p: Provisioner, logical_id: str, topic_arn: str, protocol: str, endpoint: str,
+               attributes: Mapping[str, Any]) -> None:
+    if protocol == "lambda":
+        # Delivered by the local runtime once functions run (see event_sources.SnsDeliveries).
+        function = endpoint.split(":")[6] if endpoint.startswith("arn:") else endpoint
+        p.stack.sns_subscriptions.append(
+            SnsSubscription(
+                function=function,
+                topic_arn=topic_arn,
+                filter_policy=attributes.get("FilterPolicy"),
+                filter_policy_scope=attributes.get("FilterPolicyScope"),
+            )
+        )
+        return
+    if protocol not in ("sqs", "http", "https", "email", "email-json"):
+        raise TemplateError(f"{logical_id}: SNS protocol {protocol} is not supported locally")
+    text_attributes = {
+        k: v if isinstance(v, str) else json.dumps(v) for k, v in attributes.items()
+    }
+    p.endpoint.client("sns").subscribe(
+        TopicArn=topic_arn, Protocol=protocol, Endpoint=endpoint, Attributes=text_attributes
+    )
+
+
+def _sns_subscription(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    attributes = {
+        key: _bool_text(props[key]) if isinstance(props[key], bool) else props[key]
+        for key in ("FilterPolicy", "FilterPolicyScope", "RawMessageDelivery", "RedrivePolicy")
+        if key in props
+    }
+    _subscribe(p, r.logical_id, props["TopicArn"], props["Protocol"], props["Endpoint"], attributes)
+    p.register(r.logical_id, f"{props['TopicArn']}:{r.logical_id}")
+
+
+def _dynamodb_table(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    name = str(props.get("TableName") or p.generated_name(r.logical_id, max_length=255))
+    request: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PROVISIONED"),
+    }
+
+    def throughput(spec: Mapping[str, Any]) -> dict[str, int]:
+        return {k: _int(v) for k, v in spec.items()}
+
+    if "ProvisionedThroughput" in props:
+        request["ProvisionedThroughput"] = throughput(props["ProvisionedThroughput"])
+    for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        if key in props:
+            indexes = []
+            for index in props[key]:
+                _only(f"{r.logical_id} {key}", index, {"IndexName", "KeySchema", "Projection",
+                      "ProvisionedThroughput", "ContributorInsightsSpecification"})
+                converted = {k: v for k, v in index.items() if k != "ContributorInsightsSpecification"}
+                if "ProvisionedThroughput" in converted:
+                    converted["ProvisionedThroughput"] = throughput(converted["ProvisionedThroughput"])
+                indexes.append(converted)
+            request[key] = indexes
+    if "StreamSpecification" in props:
+        request["StreamSpecification"] = {
+            "StreamEnabled": True,
+            "StreamViewType": props["StreamSpecification"]["StreamViewType"],
+        }
+    if "SSESpecification" in props:
+        sse = props["SSESpecification"]
+        request["SSESpecification"] = {
+            "Enabled": str(sse.get("SSEEnabled", "false")).lower() == "true",
+            **{k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if k in sse},
+        }
+    if "TableClass" in props:
+        request["TableClass"] = props["TableClass"]
+    if "DeletionProtectionEnabled" in props:
+        request["DeletionProtectionEnabled"] = bool(props["DeletionProtectionEnabled"])
+    if props.get("Tags"):
+        request["Tags"] = _tags(props["Tags"])
+    dynamodb = p.endpoint.client("dynamodb")
+    description = dynamodb.create_table(**request)["TableDescription"]
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl and str(ttl.get("Enabled", "false")).lower() == "true":
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+        )
+    pitr = props.get("PointInTimeRecoverySpecification")
+    if pitr is not None:
+        dynamodb.update_continuous_backups(
+            TableName=name,
+            PointInTimeRecoverySpecification={
+                "PointInTimeRecoveryEnabled": str(pitr.get("PointInTimeRecoveryEnabled")).lower()
+                == "true"
+            },
+        )
+    attributes: dict[str, Any] = {"Arn": description["TableArn"]}
+    if "LatestStreamArn" in description:
+        attributes["StreamArn"] = description["LatestStreamArn"]
+    p.register(r.logical_id, name, **attributes)
+
+
+def _ses_email_identity(p: Provisioner, r: _Resource) -> None:
+    identity = str(r.properties["EmailIdentity"])
+    ses = p.endpoint.client("ses")
+    if "@" in identity:
+        ses.verify_email_identity(EmailAddress=identity)  # moto marks it verified at once
+    else:
+        ses.verify_domain_identity(Domain=identity)
+    p.register(r.logical_id, identity)
+
+
+def _ssm_parameter(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    name = str(props.get("Name") or p.generated_name(r.logical_id))
+    request: dict[str, Any] = {
+        "Name": name,
+        "Value": str(props["Value"]),
+        "Type": props["Type"],
+        "Overwrite": True,
+    }
+    for key in ("Description", "AllowedPattern", "Tier", "DataType"):
+        if key in props:
+            request[key] = props[key]
+    p.endpoint.client("ssm").put_parameter(**request)
+    p.register(r.logical_id, name, Type=props["Type"], Value=str(props["Value"]))
+
+
+def _layer_version(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    name = str(props.get("LayerName") or r.logical_id)
+    content = p.path(props.get("ContentUri"), f"{r.logical_id}.ContentUri")
+    arn = p.arn("lambda", f"layer:{name}:1")
+    # A python3.x BuildMethod copies ContentUri into the layer's python/ directory (/opt/python
+    # on sys.path), so the directory itself goes on PYTHONPATH.
+    p._layers[arn] = content
+    p.register(r.logical_id, arn)
+
+
+def _serverless_api(p: Provisioner, r: _Resource) -> None:
+    api_id = hashlib.sha1(f"{p.stack.stack_name}/{r.logical_id}".encode()).hexdigest()[:10]
+    p._apis[api_id] = (r.logical_id, r.properties)
+    stage = str(r.properties.get("StageName", "Prod"))
+    p.register(r.logical_id, api_id, RootResourceId=hashlib.sha1(api_id.encode()).hexdigest()[:10])
+    log.debug("%s: REST API %s, stage %s", r.logical_id, api_id, stage)
+
+
+def _state_machine(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    serverless = r.type == "AWS::Serverless::StateMachine"
+    if serverless and props.get("Events"):
+        raise TemplateError(f"{r.logical_id}: state machine Events are not supported locally")
+    name = str(
+        props.get("Name" if serverless else "StateMachineName") or p.generated_name(r.logical_id, max_length=80)
+    )
+    kind = str(props.get("Type" if serverless else "StateMachineType", "STANDARD"))
+    if "DefinitionUri" in props:
+        definition = p.path(props["DefinitionUri"], f"{r.logical_id}.DefinitionUri").read_text()
+    elif "Definition" in props:
+        definition = json.dumps(props["Definition"])
+    elif "DefinitionString" in props:
+        definition = str(props["DefinitionString"])
+    else:
+        raise TemplateError(f"{r.logical_id}: no DefinitionUri, Definition or DefinitionString")
+    for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+        definition = definition.replace("${" + key + "}", str(value))
+    leftover = sorted(set(re.findall(r"\$\{([A-Za-z0-9_.]+)\}", definition)))
+    if leftover:
+        raise TemplateError(f"{r.logical_id}: no DefinitionSubstitutions for {', '.join(leftover)}")
+    json.loads(definition)  # fail here, naming the resource, rather than at the first execution
+    role = props.get("Role" if serverless else "RoleArn") or p.arn(
+        "iam", f"role/{p.generated_name(r.logical_id)}-role", region=False
+    )
+    arn = p.endpoint.client("stepfunctions").create_state_machine(
+        name=name, definition=definition, roleArn=str(role), type=kind,
+        tags=[{"key": t["Key"], "value": t["Value"]} for t in _tags(props.get("Tags"))],
+    )["stateMachineArn"]
+    p.register(r.logical_id, arn, Arn=arn, Name=name)
+
+
+def _destination(spec: Mapping[str, Any] | None, context: str) -> Destination | None:
+    if not spec:
+        return None
+    kind = spec.get("Type")
+    if kind == "EventBridge" or (kind is None and ":events:" in str(spec.get("Destination"))):
+        raise TemplateError(f"{context}: EventBridge destinations are not supported locally")
+    if "Destination" not in spec:
+        raise TemplateError(f"{context}: give Destination explicitly (SAM would create a queue)")
+    return Destination(str(spec["Destination"]))
+
+
+_API_EVENT_IGNORED = {"RequestModel", "RequestParameters"}
+
+
+def _serverless_function(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    context = r.logical_id
+    if str(props.get("PackageType", "Zip")) != "Zip":
+        raise TemplateError(f"{context}: only Zip functions run locally")
+    runtime = str(props.get("Runtime", ""))
+    if not runtime.startswith("python3"):
+        raise TemplateError(f"{context}: runtime {runtime!r} cannot run locally (python3.x only)")
+    name = str(props.get("FunctionName") or p.generated_name(r.logical_id))
+    code_dir = p.path(props.get("CodeUri"), f"{context}.CodeUri")
+    layer_dirs = []
+    for layer in props.get("Layers") or []:
+        if layer not in p._layers:
+            raise TemplateError(f"{context}: layer {layer} is not a LayerVersion of this template")
+        layer_dirs.append(p._layers[layer])
+    variables = (props.get("Environment") or {}).get("Variables") or {}
+    environment = {
+        str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in variables.items()
+    }
+    invoke = props.get("EventInvokeConfig") or {}
+    _only(f"{context}.EventInvokeConfig", invoke,
+          {"MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig"})
+    destinations = invoke.get("DestinationConfig") or {}
+    dead_letter = props.get("DeadLetterQueue")
+    async_config = AsyncInvokeConfig(
+        maximum_retry_attempts=_int(invoke.get("MaximumRetryAttempts", 2)),
+        maximum_event_age_seconds=_int(invoke.get("MaximumEventAgeInSeconds", 21600)),
+        on_success=_destination(destinations.get("OnSuccess"), f"{context} OnSuccess"),
+        on_failure=_destination(destinations.get("OnFailure"), f"{context} OnFailure"),
+        dead_letter_queue=Destination(str(dead_letter["TargetArn"])) if dead_letter else None,
+    )
+    config = FunctionConfig(
+        logical_id=r.logical_id,
+        name=name,
+        handler=str(props["Handler"]),
+        code_dir=code_dir,
+        timeout_seconds=_int(props.get("Timeout", 3)),
+        memory_mb=_int(props.get("MemorySize", 128)),
+        environment=environment,
+        layer_dirs=tuple(layer_dirs),
+        runtime=runtime,
+        async_config=async_config,
+    )
+    p.stack.functions.append(config)
+    arn = config.arn(p.region)
+    p.register(r.logical_id, name, Arn=arn)
+    for event_id, event in (props.get("Events") or {}).items():
+        _function_event(p, config, f"{context}.Events.{event_id}", event)
+
+
+def _function_event(p: Provisioner, config: FunctionConfig, context: str,
+                    event: Mapping[str, Any]) -> None:
+    kind = event.get("Type")
+    props = event.get("Properties") or {}
+    if kind == "Api":
+        _only(context, props, {"Path", "Method", "RestApiId", "Auth", *_API_EVENT_IGNORED})
+        auth = props.get("Auth") or {}
+        if auth and auth.get("Authorizer") != "NONE":
+            raise TemplateError(f"{context}: API authorizers are not emulated locally")
+        for key in _API_EVENT_IGNORED & set(props):
+            log.debug("%s.%s not enforced locally", context, key)
+        api_id = str(props.get("RestApiId") or _IMPLICIT_API)
+        method = str(props["Method"]).upper()
+        p.add_route(api_id, ApiRoute(path=str(props["Path"]), method=method, function=config.name))
+    elif kind == "SQS":
+        _only(context, props, {"Queue", "BatchSize", "MaximumBatchingWindowInSeconds",
+                               "FunctionResponseTypes", "Enabled", "ScalingConfig"})
+        scaling = props.get("ScalingConfig") or {}
+        mapping = SqsMapping(
+            function=config.name,
+            queue_arn=str(props["Queue"]),
+            batch_size=_int(props.get("BatchSize", 10)),
+            batching_window_seconds=_int(props.get("MaximumBatchingWindowInSeconds", 0)),
+            report_batch_item_failures="ReportBatchItemFailures"
+            in (props.get("FunctionResponseTypes") or []),
+            enabled=str(props.get("Enabled", True)).lower() == "true",
+            maximum_concurrency=_int(scaling["MaximumConcurrency"]) if scaling else None,
+        )
+        p.stack.sqs_mappings.append(mapping)
+    elif kind == "SNS":
+        _only(context, props, {"Topic", "FilterPolicy", "FilterPolicyScope", "Region",
+                               "SqsSubscription", "RedrivePolicy"})
+        if props.get("SqsSubscription"):
+            raise TemplateError(f"{context}: SqsSubscription is not supported locally")
+        p.stack.sns_subscriptions.append(
+            SnsSubscription(
+                function=config.logical_id,
+                topic_arn=str(props["Topic"]),
+                filter_policy=props.get("FilterPolicy"),
+                filter_policy_scope=props.get("FilterPolicyScope"),
+            )
+        )
+    else:
+        raise TemplateError(f"{context}: event type {kind} is not supported locally")
+
+
+_FUNCTION_IGNORED = {
+    "Policies": "IAM is not enforced locally",
+    "Role": "IAM is not enforced locally",
+    "PermissionsBoundary": "IAM is not enforced locally",
+    "Architectures": "workers run on the host's architecture",
+    "Tracing": "no X-Ray locally (AWS_SAM_LOCAL keeps Powertools Tracer off)",
+    "Description": "metadata",
+    "Tags": "metadata",
+    "LoggingConfig": "logs go to the local log stream",
+    "AutoPublishAlias": "only $LATEST runs locally",
+    "DeploymentPreference": "no deployments locally",
+    "ReservedConcurrentExecutions": "concurrency is the local worker pool size",
+    "ProvisionedConcurrencyConfig": "concurrency is the local worker pool size",
+    "KmsKeyArn": "no encryption of environment variables locally",
+    "EphemeralStorage": "workers use the host's disk",
+    "RuntimeManagementConfig": "workers use the stack's Python",
+    "SnapStart": "no snapshots locally",
+    "VpcConfig": "no VPC locally",
+}
+
+
+_SUPPORT: dict[str, _TypeSupport] = {
+    "AWS::S3::Bucket": _TypeSupport(
+        _s3_bucket,
+        frozenset({"BucketName", "BucketEncryption", "PublicAccessBlockConfiguration",
+                   "OwnershipControls", "VersioningConfiguration", "CorsConfiguration",
+                   "LifecycleConfiguration", "NotificationConfiguration", "Tags"}),
+        {"LoggingConfiguration": "no access logs locally",
+         "MetricsConfigurations": "no CloudWatch locally",
+         "IntelligentTieringConfigurations": "no storage classes locally"},
+    ),
+    "AWS::SQS::Queue": _TypeSupport(
+        _sqs_queue,
+        frozenset({"QueueName", "RedrivePolicy", "RedriveAllowPolicy", "Tags", *_SQS_ATTRIBUTES}),
+        {},
+    ),
+    "AWS::SNS::Topic": _TypeSupport(
+        _sns_topic,
+        frozenset({"TopicName", "DisplayName", "KmsMasterKeyId", "FifoTopic",
+                   "ContentBasedDeduplication", "SignatureVersion", "TracingConfig",
+                   "Subscription", "Tags"}),
+        {"DeliveryStatusLogging": "no CloudWatch locally",
+         "ArchivePolicy": "no message archive locally"},
+    ),
+    "AWS::SNS::Subscription": _TypeSupport(
+        _sns_subscription,
+        frozenset({"TopicArn", "Protocol", "Endpoint", "FilterPolicy", "FilterPolicyScope",
+                   "RawMessageDelivery", "RedrivePolicy"}),
+        {"Region": "one region locally"},
+    ),
+    "AWS::DynamoDB::Table": _TypeSupport(
+        _dynamodb_table,
+        frozenset({"TableName", "AttributeDefinitions", "KeySchema", "BillingMode",
+                   "ProvisionedThroughput", "GlobalSecondaryIndexes", "LocalSecondaryIndexes",
+                   "StreamSpecification", "SSESpecification", "TableClass",
+                   "DeletionProtectionEnabled", "TimeToLiveSpecification",
+                   "PointInTimeRecoverySpecification", "Tags"}),
+        {"ContributorInsightsSpecification": "no CloudWatch locally"},
+    ),
+    "AWS::SES::EmailIdentity": _TypeSupport(
+        _ses_email_identity,
+        frozenset({"EmailIdentity"}),
+        {"DkimAttributes": "no DKIM locally", "DkimSigningAttributes": "no DKIM locally",
+         "FeedbackAttributes": "no feedback locally", "MailFromAttributes": "no MAIL FROM locally",
+         "ConfigurationSetAttributes": "no configuration sets locally"},
+    ),
+    "AWS::SSM::Parameter": _TypeSupport(
+        _ssm_parameter,
+        frozenset({"Name", "Type", "Value", "Description", "AllowedPattern", "Tier", "DataType"}),
+        {"Tags": "metadata", "Policies": "no parameter policies locally"},
+    ),
+    "AWS::Serverless::LayerVersion": _TypeSupport(
+        _layer_version,
+        frozenset({"ContentUri", "LayerName"}),
+        {"Description": "metadata", "CompatibleRuntimes": "metadata",
+         "CompatibleArchitectures": "metadata", "RetentionPolicy": "no versions locally",
+         "LicenseInfo": "metadata"},
+    ),
+    "AWS::Serverless::Api": _TypeSupport(
+        _serverless_api,
+        frozenset({"StageName", "Cors", "BinaryMediaTypes", "GatewayResponses", "Variables"}),
+        {"Name": "metadata", "Description": "metadata",
+         "OpenApiVersion": "no OpenAPI export locally",
+         "EndpointConfiguration": "served on 127.0.0.1",
+         "TracingEnabled": "no X-Ray locally",
+         "AccessLogSetting": "requests are logged to the stack's log stream",
+         "MethodSettings": "no throttling locally",
+         "Tags": "metadata", "CacheClusterEnabled": "no cache locally",
+         "MinimumCompressionSize": "no compression locally"},
+    ),
+    "AWS::Serverless::StateMachine": _TypeSupport(
+        _state_machine,
+        frozenset({"Name", "Type", "DefinitionUri", "Definition", "DefinitionSubstitutions",
+                   "Role", "Events", "Tags"}),
+        {"Policies": "IAM is not enforced locally", "PermissionsBoundary": "IAM not enforced",
+         "RolePath": "IAM is not enforced locally", "Logging": "no CloudWatch Logs locally",
+         "Tracing": "no X-Ray locally"},
+    ),
+    "AWS::StepFunctions::StateMachine": _TypeSupport(
+        _state_machine,
+        frozenset({"StateMachineName", "StateMachineType", "DefinitionString", "Definition",
+                   "DefinitionSubstitutions", "RoleArn", "Tags"}),
+        {"LoggingConfiguration": "no CloudWatch Logs locally",
+         "TracingConfiguration": "no X-Ray locally"},
+    ),
+    "AWS::Serverless::Function": _TypeSupport(
+        _serverless_function,
+        frozenset({"FunctionName", "CodeUri", "Handler", "Runtime", "Timeout", "MemorySize",
+                   "Environment", "Layers", "Events", "EventInvokeConfig", "DeadLetterQueue",
+                   "PackageType"}),
+        _FUNCTION_IGNORED,
+    ),
+}
+
+# Purely AWS-side resources: nothing to run locally, but they keep a Ref for others to use.
+_AWS_SIDE_ONLY: dict[str, str] = {
+    "AWS::Logs::LogGroup": "logs go to the local log stream",
+    "AWS::CloudWatch::Alarm": "no CloudWatch locally",
+    "AWS::IAM::Role": "IAM is not enforced locally",
+    "AWS::IAM::Policy": "IAM is not enforced locally",
+    "AWS::IAM::ManagedPolicy": "IAM is not enforced locally",
+    "AWS::SQS::QueuePolicy": "resource policies are not enforced locally",
+    "AWS::SNS::TopicPolicy": "resource policies are not enforced locally",
+    "AWS::S3::BucketPolicy": "bucket policies are not enforced locally (moto ignores them)",
+    "AWS::Lambda::Permission": "resource policies are not enforced locally",
+    "AWS::ApiGateway::Account": "account-level API Gateway logging role",
+    "AWS::CloudFormation::WaitConditionHandle": "a CloudFormation-only dependency handle",
+}

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import aws_resources
+
+
+def _reset_chorus_caches() -> None:
+    from chorus import aws, callbacks, registry, settings
+
+    settings.get_settings.cache_clear()
+    aws.reset_clients()
+    registry._load.cache_clear()
+    callbacks._ssm.cache_clear()
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A moto account holding the stack's tables, bucket, topics, secret and sender."""
+    from moto import mock_aws
+
+    for variable in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ChorusTests")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "chorus")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": False}}):
+        env = aws_resources.provision()
+        env.update(
+            PREDICTIONS_TABLE=aws_resources.TABLE,
+            IDEMPOTENCY_TABLE=aws_resources.IDEMPOTENCY_TABLE,
+            PAYLOADS_BUCKET=aws_resources.BUCKET,
+            WEBHOOK_SECRET_PARAMETER=aws_resources.SECRET_PARAMETER,
+            SENDER_EMAIL=aws_resources.SENDER,
+            STATE_MACHINE_ARN_PREFIX="arn:aws:states:us-east-1:123456789012:stateMachine:chorus-test-",
+            WEBHOOK_ALLOWED_NETWORKS="",
+            WEBHOOK_BACKOFF_SECONDS="0",
+        )
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        _reset_chorus_caches()
+        yield env
+    _reset_chorus_caches()

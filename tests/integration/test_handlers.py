@@ -1,0 +1,182 @@
+"""Each function's handler fed the sample events from events/, against moto resources built from
+template.yaml. One event folder serves `sam local invoke -e` and these tests."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from chorus import payloads, predictions
+from chorus.records import Status
+from tests.support import aws_resources
+from tests.support.aws_resources import load_event
+from tests.support.handlers import FakeLambdaContext, load_handler
+
+
+@pytest.fixture
+def new_prediction(aws):
+    return load_handler("new_prediction")
+
+
+@pytest.fixture
+def results(aws):
+    return load_handler("results")
+
+
+def call(module, event):
+    response = module.handler(event, FakeLambdaContext())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def post(module, body, headers=None):
+    event = load_event("new_prediction_create.json")
+    event["body"] = body if isinstance(body, str) else json.dumps(body)
+    event["headers"].update(headers or {})
+    return call(module, event)
+
+
+def upload_event(prediction_id: str) -> dict:
+    event = load_event("process_input_upload.json")
+    body = json.loads(event["Records"][0]["body"])
+    body["Records"][0]["s3"]["bucket"]["name"] = aws_resources.BUCKET
+    body["Records"][0]["s3"]["object"]["key"] = f"inputs%2F{prediction_id}%2Finput"
+    event["Records"][0]["body"] = json.dumps(body)
+    return event
+
+
+def test_create_answers_202_with_an_upload(new_prediction):
+    status, body = post(new_prediction, {"service": "digits-forest", "contentType": "image/png"})
+    assert status == 202
+    assert body["status"] == "awaiting_input" and body["upload"]["method"] == "POST"
+
+
+def test_sample_create_event_is_accepted(new_prediction, monkeypatch):
+    # The sample's webhook host is not resolvable here; vetting is covered in test_webhooks.
+    monkeypatch.setattr("chorus.webhooks.resolve_addresses", lambda host, port: ["93.184.216.34"])
+    status, body = call(new_prediction, load_event("new_prediction_create.json"))
+    assert status == 202 and body["metadata"] == {"claimId": "CLM-1042"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "fragment"),
+    [
+        ("{not json", 400, "invalid_request", "not valid JSON"),
+        ({"contentType": "image/png"}, 400, "invalid_request", "service"),
+        ({"service": "digits-svm", "colour": "red"}, 400, "invalid_request", "colour: is not a known field"),
+        ({"service": "nope"}, 400, "unknown_service", "digits-svm"),
+        ({"service": "digits-svm", "contentType": "text/csv"}, 415, "unsupported_content_type", "image/png"),
+        ({"service": "digits-svm", "callback": {"type": "pigeon"}}, 400, "invalid_request", "callback"),
+        (
+            {"service": "digits-svm", "callback": {"type": "email", "address": "nobody"}},
+            400,
+            "invalid_request",
+            "e-mail",
+        ),
+        (
+            {"service": "digits-svm", "callback": {"type": "webhook", "url": "http://169.254.169.254/x"}},
+            400,
+            "invalid_callback",
+            "non-public",
+        ),
+        ({"service": "digits-svm", "metadata": {"k": "v" * 5000}}, 400, "invalid_request", "metadata"),
+        ({"service": "digits-svm", "input": {"x": 1}, "contentType": "image/png"}, 400, "invalid_request", "JSON"),
+    ],
+)
+def test_bad_requests_get_a_clear_4xx(new_prediction, body, status, code, fragment):
+    got_status, got = post(new_prediction, body)
+    assert got_status == status
+    assert got["error"]["code"] == code
+    assert fragment in got["error"]["message"]
+
+
+def test_idempotency_key_returns_the_same_prediction(new_prediction):
+    request = {"service": "digits-forest", "contentType": "image/png"}
+    _, first = post(new_prediction, request, {"Idempotency-Key": "claim-77"})
+    _, second = post(new_prediction, request, {"Idempotency-Key": "claim-77"})
+    assert first["id"] == second["id"]
+
+
+def test_idempotency_key_reused_with_another_body_is_a_conflict(new_prediction):
+    post(new_prediction, {"service": "digits-forest", "contentType": "image/png"}, {"Idempotency-Key": "k1"})
+    status, body = post(
+        new_prediction, {"service": "digits-svm", "contentType": "image/png"}, {"Idempotency-Key": "k1"}
+    )
+    assert status == 409 and body["error"]["code"] == "idempotency_conflict"
+
+
+def test_get_unknown_prediction_is_404(results):
+    status, body = call(results, load_event("results_get_prediction.json"))
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_services_lists_every_registered_service(results):
+    status, body = call(results, load_event("results_list_services.json"))
+    names = {s["name"]: s for s in body["services"]}
+    assert status == 200
+    assert names["digits-svm"]["kind"] == "model" and names["digits-ensemble"]["kind"] == "ensemble"
+    assert names["digits-forest"]["contentTypes"] == ["image/png", "application/json"]
+
+
+def test_cancel_answers_the_canceled_prediction(new_prediction):
+    _, created = post(new_prediction, {"service": "digits-forest", "contentType": "image/png"})
+    event = load_event("new_prediction_cancel.json")
+    event["path"] = f"/predictions/{created['id']}/cancel"
+    event["pathParameters"] = {"id": created["id"]}
+    status, body = call(new_prediction, event)
+    assert status == 200 and body["status"] == "canceled"
+
+
+def test_upload_event_through_sqs_starts_the_prediction(new_prediction):
+    process_input = load_handler("process_input")
+    _, created = post(new_prediction, {"service": "digits-forest", "contentType": "application/json"})
+    boto3.client("s3").put_object(
+        Bucket=aws_resources.BUCKET,
+        Key=payloads.upload_key(created["id"]),
+        Body=b'{"pixels": []}',
+        ContentType="application/json",
+    )
+    response = process_input.handler(upload_event(created["id"]), FakeLambdaContext())
+    assert response == {"batchItemFailures": []}
+    assert predictions.get(created["id"]).status is Status.RUNNING
+
+
+def test_s3_test_event_is_skipped(aws):
+    process_input = load_handler("process_input")
+    assert process_input.handler(load_event("process_input_s3_test_event.json"), FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+
+
+def test_malformed_queue_message_is_reported_as_a_batch_item_failure(aws):
+    process_input = load_handler("process_input")
+    event = load_event("process_input_upload.json")
+    event["Records"][0]["body"] = "not an S3 event"
+    response = process_input.handler(event, FakeLambdaContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+
+
+@pytest.mark.parametrize(
+    ("sample", "status"),
+    [
+        ("notifications_sagemaker_success.json", Status.SUCCEEDED),
+        ("notifications_sagemaker_failure.json", Status.FAILED),
+    ],
+)
+def test_sagemaker_notification_completes_the_prediction(new_prediction, sample, status):
+    notifications = load_handler("notifications")
+    _, created = post(new_prediction, {"service": "digits-forest", "contentType": "application/json"})
+    boto3.client("s3").put_object(
+        Bucket=aws_resources.BUCKET,
+        Key=payloads.upload_key(created["id"]),
+        Body=b'{"pixels": []}',
+        ContentType="application/json",
+    )
+    load_handler("process_input").handler(upload_event(created["id"]), FakeLambdaContext())
+    event = load_event(sample)
+    message = json.loads(event["Records"][0]["Sns"]["Message"])
+    message["inferenceId"] = created["id"]
+    event["Records"][0]["Sns"]["Message"] = json.dumps(message)
+    notifications.handler(event, FakeLambdaContext())
+    assert predictions.get(created["id"]).status is status

@@ -1,0 +1,84 @@
+"""Create the stack's stateful resources in moto from template.yaml's own properties, so unit and
+handler tests cannot drift from the infrastructure."""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import boto3
+from cfnlint.decode.cfn_yaml import load as load_cfn_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "chorus-test-payloads"
+TABLE = "chorus-test-predictions"
+IDEMPOTENCY_TABLE = "chorus-test-idempotency"
+SECRET_PARAMETER = "/chorus/test/webhook-secret"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SENDER = "noreply@chorus.example.com"
+
+
+@cache
+def template() -> dict[str, Any]:
+    return load_cfn_yaml(str(REPO / "template.yaml"))
+
+
+def resource(logical_id: str) -> dict[str, Any]:
+    return copy.deepcopy(template()["Resources"][logical_id]["Properties"])
+
+
+def create_table(logical_id: str, name: str) -> None:
+    props = resource(logical_id)
+    kwargs: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props["BillingMode"],
+    }
+    if props.get("GlobalSecondaryIndexes"):
+        kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(**kwargs)
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl:
+        dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+
+
+def provision() -> dict[str, str]:
+    """Tables, bucket, topics (each with an observing queue), SSM secret and SES sender."""
+    create_table("PredictionsTable", TABLE)
+    create_table("IdempotencyTable", IDEMPOTENCY_TABLE)
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    sns = boto3.client("sns")
+    sqs = boto3.client("sqs")
+    env: dict[str, str] = {}
+    for logical_id, variable in (("SuccessTopic", "SUCCESS_TOPIC_ARN"), ("ErrorTopic", "ERROR_TOPIC_ARN")):
+        topic_arn = sns.create_topic(Name=f"chorus-test-{logical_id}")["TopicArn"]
+        queue_url = sqs.create_queue(QueueName=f"observe-{logical_id}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+        env[variable] = topic_arn
+    boto3.client("ssm").put_parameter(Name=SECRET_PARAMETER, Value=WEBHOOK_SECRET, Type="SecureString")
+    boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
+    return env
+
+
+def published(logical_id: str) -> list[dict[str, Any]]:
+    """SageMaker-format messages published to SuccessTopic / ErrorTopic so far."""
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=f"observe-{logical_id}")["QueueUrl"]
+    messages = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not batch:
+            return messages
+        for message in batch:
+            messages.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((REPO / "events" / name).read_text())
