@@ -190,10 +190,10 @@ class Endpoint:
     def __init__(self, config: EndpointConfig) -> None:
         self.config = config
         self._package = ModelPackage(config.name, config.model_dir)
-        self._slots = threading.BoundedSemaphore(10)
+        self._slots = threading.BoundedSemaphore(config.max_concurrency)
         # The executor's work queue is the endpoint's request queue.
         self._workers = ThreadPoolExecutor(
-            max_workers=10, thread_name_prefix=f"sagemaker-{config.name}"
+            max_workers=config.max_concurrency, thread_name_prefix=f"sagemaker-{config.name}"
         )
 
     def run(self, body: bytes, content_type: str, accept: str, timeout: float) -> tuple[bytes, str]:

@@ -1,0 +1,57 @@
+# Two commands do everything on a fresh clone: `make local` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/chorus/requirements.txt | cksum | cut -d' ' -f1)
+
+.PHONY: install local test test-unit test-e2e lint format compile-ensembles validate-registry benchmark build clean
+
+$(STAMP): requirements-dev.txt layers/chorus/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+## Serve the whole system (API on http://127.0.0.1:3000) with the demo models.
+local: install
+	$(PY) -m chorus_local
+
+## Every test: unit, integration (handlers, local runtime, template, sam build) and end-to-end.
+test: install
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+test-e2e: install
+	$(PY) -m pytest tests/e2e
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --region us-east-1
+	PYTHONPATH=layers/chorus $(PY) -m chorus.compiler --check
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## Regenerate statemachines/*.asl.json from the registry (validates it first).
+compile-ensembles: install
+	PYTHONPATH=layers/chorus $(PY) -m chorus.compiler
+
+validate-registry: install
+	PYTHONPATH=layers/chorus $(PY) -m chorus.compiler --check
+
+benchmark: install
+	$(PY) benchmarks/run.py
+
+build: install
+	SAM_CLI_TELEMETRY=0 PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/sam build
+
+clean:
+	rm -rf .aws-sam build .pytest_cache .ruff_cache .mypy_cache

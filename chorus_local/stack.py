@@ -1,0 +1,276 @@
+"""The local stack: the whole of Chorus on one machine, built from template.yaml.
+
+Start-up order (each step needs the previous one):
+1. moto + the AWS gateway on 127.0.0.1:<aws_port> (MOTO_PORT set, Step Functions execution on);
+2. provisioning from template.yaml (parameters: template defaults < local defaults < overrides),
+   plus the webhook secret in SSM;
+3. the SageMaker runtime, after the demo models are trained (cached after the first run);
+4. the Lambda runtime (worker pools, warmed in the background);
+5. event sources: SQS pollers and SNS subscriptions;
+6. the REST API on 127.0.0.1:<api_port>.
+`stop()` undoes it in reverse. moto's state lives in module globals, so one process runs one
+LocalStack at a time; `start()` resets moto so each stack begins empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from chorus_local.api_gateway import RestApi
+from chorus_local.cloudformation import ProvisionedStack, Provisioner, TemplateError
+from chorus_local.event_sources import SnsDeliveries, SqsPoller
+from chorus_local.gateway import AwsEndpoint, AwsGateway, WsgiServer, gateway_server
+from chorus_local.lambda_runtime import DEFAULT_RETRY_DELAYS, LambdaRuntime, LogSink
+
+if TYPE_CHECKING:
+    from chorus_local.sagemaker import EndpointConfig, SageMakerRuntime
+
+log = logging.getLogger("chorus_local.stack")
+
+REGION = "us-east-1"
+# Local configuration, not code branches: applied only to parameters the template declares,
+# and any explicit override wins. Loopback webhooks let a developer receive callbacks locally.
+LOCAL_PARAMETER_DEFAULTS = {"Stage": "local", "WebhookAllowedNetworks": "127.0.0.0/8"}
+WEBHOOK_SECRET_ENV = "CHORUS_WEBHOOK_SECRET"
+WEBHOOK_SECRET_PARAMETER = "WebhookSecretParameter"
+# Logical ids from docs/contracts.md that the SageMaker runtime writes and publishes to.
+PAYLOADS_BUCKET, SUCCESS_TOPIC, ERROR_TOPIC = "PayloadsBucket", "SuccessTopic", "ErrorTopic"
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks symmetric secret: whsec_ + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def enable_moto_features(aws_port: int) -> None:
+    """Process-wide moto settings the stack depends on."""
+    from moto.moto_api._internal.models import moto_api_backend
+
+    # moto's Step Functions interpreter sends lambda:invoke (and sns/sqs/dynamodb) tasks to
+    # http://localhost:{MOTO_PORT}: that must be this gateway, so they reach the local runtime.
+    os.environ["MOTO_PORT"] = str(aws_port)
+    moto_api_backend.reset()
+    # In-process equivalent of POST /moto-api/config: run real ASL instead of canned results.
+    moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
+
+
+class LocalStack:
+    def __init__(
+        self,
+        repo_root: Path,
+        api_port: int = 3000,
+        aws_port: int = 4566,
+        parameter_overrides: Mapping[str, str] | None = None,
+        endpoints_file: Path | None = None,
+        extra_endpoints: Sequence[EndpointConfig] = (),
+        *,
+        template: str = "template.yaml",
+        stack_name: str = "chorus-local",
+        workers_per_function: int = 2,
+        async_retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+        webhook_secret: str | None = None,
+        log_stream: TextIO | None = None,
+        warm_workers: bool = True,
+        sagemaker: bool = True,
+    ) -> None:
+        self.repo_root = repo_root.resolve()
+        self.template_path = self.repo_root / template
+        self.stack_name = stack_name
+        self._api_port = api_port
+        self._aws_port = aws_port
+        self._overrides = dict(parameter_overrides or {})
+        self._endpoints_file = endpoints_file
+        self._extra_endpoints = tuple(extra_endpoints)
+        self._workers = workers_per_function
+        self._retry_delays = tuple(async_retry_delays)
+        self.webhook_secret = webhook_secret or os.environ.get(WEBHOOK_SECRET_ENV) or new_webhook_secret()
+        self._sink = LogSink(log_stream)
+        self._warm = warm_workers
+        self._with_sagemaker = sagemaker
+
+        self.endpoint: AwsEndpoint | None = None
+        self.runtime: LambdaRuntime | None = None
+        self.provisioned: ProvisionedStack | None = None
+        self.sagemaker: SageMakerRuntime | None = None
+        self._gateway_server: WsgiServer | None = None
+        self._api_server: WsgiServer | None = None
+        self._rest_api: RestApi | None = None
+        self._pollers: list[SqsPoller] = []
+        self.startup_seconds: float | None = None
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def aws_endpoint_url(self) -> str:
+        assert self._gateway_server is not None, "start() first"
+        return f"http://127.0.0.1:{self._gateway_server.port}"
+
+    @property
+    def api_url(self) -> str:
+        assert self._api_server is not None, "start() first"
+        return f"http://127.0.0.1:{self._api_server.port}"
+
+    def parameters(self) -> dict[str, str]:
+        """Template defaults < local defaults (for declared parameters) < overrides."""
+        from chorus_local.cloudformation import load_template
+
+        declared = load_template(self.template_path).get("Parameters") or {}
+        local = {k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in declared}
+        return {**local, **self._overrides}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        started = time.monotonic()
+        try:
+            self._start_aws()
+            self._provision()
+            self._start_sagemaker()
+            self._start_functions()
+            self._start_event_sources()
+            self._start_api()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        log.info("local stack ready in %.1f s", self.startup_seconds)
+        return self
+
+    def _start_aws(self) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        # Bind first (port 0 picks a free port), then point moto's self-calls at it.
+        placeholder = AwsEndpoint(url="", region=REGION)
+        self.runtime = LambdaRuntime(
+            placeholder, self._sink, pool_size=self._workers, retry_delays=self._retry_delays
+        )
+        self._sns = SnsDeliveries(self.runtime, placeholder, "")
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        self._gateway = AwsGateway(moto_app, self.runtime, self._sns)
+        self._gateway_server = gateway_server(self._gateway, self._aws_port)
+        port = self._gateway_server.port
+        enable_moto_features(port)
+        placeholder.url = f"http://127.0.0.1:{port}"
+        self._sns.delivery_base_url = placeholder.url
+        self.endpoint = placeholder
+        self._gateway_server.start()
+        log.info("AWS gateway (moto %s) on %s", _moto_version(), self.aws_endpoint_url)
+
+    def _provision(self) -> None:
+        assert self.endpoint is not None
+        provisioner = Provisioner(
+            self.template_path,
+            self.endpoint,
+            parameter_overrides=self.parameters(),
+            stack_name=self.stack_name,
+        )
+        self.provisioned = provisioner.provision()
+        parameters = self.provisioned.parameters
+        if WEBHOOK_SECRET_PARAMETER in parameters:
+            # CloudFormation cannot create SecureStrings; in AWS an operator does this once.
+            self.endpoint.client("ssm").put_parameter(
+                Name=str(parameters[WEBHOOK_SECRET_PARAMETER]),
+                Value=self.webhook_secret,
+                Type="SecureString",
+                Overwrite=True,
+            )
+        log.info(
+            "provisioned %d resources from %s (%s)",
+            len(self.provisioned.resources),
+            self.template_path.name,
+            ", ".join(f"{k}={v}" for k, v in sorted(parameters.items())),
+        )
+
+    def _start_sagemaker(self) -> None:
+        if not self._with_sagemaker:
+            return
+        assert self.provisioned is not None and self.endpoint is not None
+        from chorus_local.models.train import ensure_trained
+        from chorus_local.sagemaker import DEFAULT_ENDPOINTS_FILE, SageMakerRuntime
+
+        accuracy = ensure_trained()
+        log.info("demo models ready (held-out accuracy %s)",
+                 ", ".join(f"{k} {v:.3f}" for k, v in sorted(accuracy.items())))
+        refs = self.provisioned.refs
+        missing = [r for r in (PAYLOADS_BUCKET, SUCCESS_TOPIC, ERROR_TOPIC) if r not in refs]
+        if missing:
+            raise TemplateError(f"the SageMaker runtime needs {', '.join(missing)} (docs/contracts.md)")
+        self.sagemaker = SageMakerRuntime(
+            self._endpoints_file or DEFAULT_ENDPOINTS_FILE,
+            output_bucket=str(refs[PAYLOADS_BUCKET]),
+            success_topic_arn=str(refs[SUCCESS_TOPIC]),
+            error_topic_arn=str(refs[ERROR_TOPIC]),
+            aws_endpoint_url=self.endpoint.url,
+            region=REGION,
+            extra_endpoints=self._extra_endpoints,
+        )
+        self._gateway.attach_sagemaker(self.sagemaker.handle)
+        log.info("SageMaker runtime endpoints: %s", ", ".join(self.sagemaker.endpoint_names))
+
+    def _start_functions(self) -> None:
+        assert self.provisioned is not None and self.runtime is not None
+        for function in self.provisioned.functions:
+            self.runtime.register(function)
+        if self._warm:
+            self.runtime.warm()
+
+    def _start_event_sources(self) -> None:
+        assert self.provisioned is not None and self.runtime is not None
+        assert self.endpoint is not None
+        for mapping in self.provisioned.sqs_mappings:
+            if not mapping.enabled:
+                log.info("SQS mapping %s → %s is disabled", mapping.queue_name, mapping.function)
+                continue
+            poller = SqsPoller(mapping, self.runtime, self.endpoint)
+            poller.start()
+            self._pollers.append(poller)
+        for subscription in self.provisioned.sns_subscriptions:
+            self._sns.subscribe(subscription)
+
+    def _start_api(self) -> None:
+        assert self.provisioned is not None and self.runtime is not None
+        if self.provisioned.api is None:
+            log.info("the template declares no Api events; no REST API")
+            return
+        self._rest_api = RestApi(self.provisioned.api, self.runtime)
+        self._api_server = WsgiServer(self._rest_api, self._api_port, "rest-api")
+        self._api_server.start()
+
+    def stop(self) -> None:
+        """Stop everything that started, in reverse order; safe to call more than once."""
+        if self._api_server is not None:
+            self._api_server.stop()
+            self._api_server = None
+        if self._rest_api is not None:
+            self._rest_api.close()
+        for poller in self._pollers:
+            poller.stop()
+        self._pollers.clear()
+        if self.sagemaker is not None:
+            self.sagemaker.close()
+            self.sagemaker = None
+        if self.runtime is not None:
+            self.runtime.close()
+            self.runtime = None
+        if self._gateway_server is not None:
+            self._gateway_server.stop()
+            self._gateway_server = None
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()
+
+
+def _moto_version() -> str:
+    import moto
+
+    return str(moto.__version__)
