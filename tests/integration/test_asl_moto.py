@@ -56,21 +56,15 @@ class Stack:
             stateMachineArn=machine, name=execution_input["prediction"]["id"], input=json.dumps(execution_input)
         )["executionArn"]
         answered: set[int] = set()
-        payloads: list[dict] = []
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             description = self.sfn.describe_execution(executionArn=arn)
             if description["status"] != "RUNNING":
-                return description, payloads
-            for event in self.sfn.get_execution_history(executionArn=arn)["events"]:
-                details = event.get("taskScheduledEventDetails")
-                if not details or event["id"] in answered or details["resourceType"] != "lambda":
+                return description, [payload for _, payload in self._lambda_payloads(arn)]
+            for event_id, payload in self._lambda_payloads(arn):
+                if event_id in answered or "taskToken" not in payload:
                     continue
-                answered.add(event["id"])
-                payload = json.loads(details["parameters"])["Payload"]
-                payloads.append(payload)
-                if "taskToken" not in payload:
-                    continue
+                answered.add(event_id)
                 reply = answer(payload["step"]["name"], payload)
                 if reply and reply[0] == "success":
                     self.sfn.send_task_success(taskToken=payload["taskToken"], output=json.dumps(reply[1]))
@@ -79,6 +73,15 @@ class Stack:
                     self.sfn.send_task_failure(taskToken=payload["taskToken"], error=error, cause=cause)
             time.sleep(0.05)
         raise AssertionError("execution did not finish in 20 s")
+
+    def _lambda_payloads(self, execution: str) -> list[tuple[int, dict]]:
+        """(event id, Payload) of every Lambda task scheduled so far, in order."""
+        events = self.sfn.get_execution_history(executionArn=execution)["events"]
+        return [
+            (event["id"], json.loads(details["parameters"])["Payload"])
+            for event in events
+            if (details := event.get("taskScheduledEventDetails")) and details["resourceType"] == "lambda"
+        ]
 
     def notifications(self) -> list[dict]:
         messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)

@@ -32,8 +32,8 @@ def ensemble(name: str, steps: list[dict[str, Any]], output: Any = "{{ a }}") ->
     }
 
 
-def step(name: str, service: str = "m", input: Any = "{{ input }}") -> dict[str, Any]:  # noqa: A002
-    return {"name": name, "service": service, "input": input}
+def step(name: str, service: str = "m", mapping: Any = "{{ input }}") -> dict[str, Any]:
+    return {"name": name, "service": service, "input": mapping}
 
 
 def test_packaged_registry_is_valid() -> None:
@@ -52,7 +52,7 @@ def test_unknown_service_is_rejected_naming_step_and_service() -> None:
 
 def test_step_referring_to_itself_is_rejected() -> None:
     # Given a step whose input reads its own output
-    document = {"services": [model("m"), ensemble("e", [step("a", input={"x": "{{ a.output.x }}"})])]}
+    document = {"services": [model("m"), ensemble("e", [step("a", mapping={"x": "{{ a.output.x }}"})])]}
     # When the registry is parsed, Then the self-reference is named
     with pytest.raises(RegistryInvalid, match=r"step 'a': refers to itself"):
         parse_registry(document)
@@ -60,7 +60,7 @@ def test_step_referring_to_itself_is_rejected() -> None:
 
 def test_forward_reference_is_rejected_as_not_preceding() -> None:
     # Given step a reading step b, which is declared after it (a cycle a -> b -> a is impossible to order)
-    steps = [step("a", input={"x": "{{ b.output.x }}"}), step("b", input={"y": "{{ a.output.y }}"})]
+    steps = [step("a", mapping={"x": "{{ b.output.x }}"}), step("b", mapping={"y": "{{ a.output.y }}"})]
     document = {"services": [model("m"), ensemble("e", steps)]}
     # When the registry is parsed, Then the error names the culprit step and the reference
     with pytest.raises(RegistryInvalid, match=r"step 'a'.*refers to 'b', which is not a preceding step"):
@@ -69,7 +69,7 @@ def test_forward_reference_is_rejected_as_not_preceding() -> None:
 
 def test_reference_to_an_undeclared_step_is_rejected() -> None:
     # Given a reference to a name that is no step at all
-    document = {"services": [model("m"), ensemble("e", [step("a", input="{{ nope.output.x }}")])]}
+    document = {"services": [model("m"), ensemble("e", [step("a", mapping="{{ nope.output.x }}")])]}
     # When the registry is parsed, Then the unknown root is named
     with pytest.raises(RegistryInvalid, match=r"refers to 'nope'"):
         parse_registry(document)
@@ -115,7 +115,7 @@ def test_ensemble_without_steps_is_rejected_naming_it() -> None:
 
 def test_invalid_jmespath_is_rejected_naming_the_expression() -> None:
     # Given a reference that is not JMESPath
-    document = {"services": [model("m"), ensemble("e", [step("a", input={"x": "{{ input.[[ }}"})])]}
+    document = {"services": [model("m"), ensemble("e", [step("a", mapping={"x": "{{ input.[[ }}"})])]}
     # When the registry is parsed, Then the expression is named
     with pytest.raises(RegistryInvalid, match=r"'input\.\[\[' is not valid JMESPath"):
         parse_registry(document)
