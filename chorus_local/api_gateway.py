@@ -67,12 +67,13 @@ class GatewayResponse:
     status: int | None = None
 
 
-# API Gateway's own errors: status → (response type, message).
+# API Gateway's own errors: status → (gateway response type, message, x-amzn-ErrorType).
 _ERRORS = {
-    403: ("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token"),
-    413: ("REQUEST_TOO_LARGE", "Request Too Long"),
-    502: ("DEFAULT_5XX", "Internal server error"),
-    504: ("INTEGRATION_TIMEOUT", "Endpoint request timed out"),
+    403: ("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token",
+          "MissingAuthenticationTokenException"),
+    413: ("REQUEST_TOO_LARGE", "Request Too Long", "RequestEntityTooLargeException"),
+    502: ("DEFAULT_5XX", "Internal server error", "InternalServerErrorException"),
+    504: ("INTEGRATION_TIMEOUT", "Endpoint request timed out", "InternalServerErrorException"),
 }
 
 
@@ -131,7 +132,7 @@ class RestApi:
 
     def error(self, status: int, request_id: str) -> Response:
         """An answer API Gateway gives itself, through the Api's GatewayResponses if any."""
-        response_type, message = _ERRORS[status]
+        response_type, message, error_type = _ERRORS[status]
         family = "DEFAULT_4XX" if status < 500 else "DEFAULT_5XX"
         custom = self.config.gateway_responses.get(response_type) or \
             self.config.gateway_responses.get(family)
@@ -154,7 +155,7 @@ class RestApi:
         for name, value in headers.items():
             response.headers[name] = value
         response.headers["x-amzn-RequestId"] = request_id
-        response.headers["x-amzn-ErrorType"] = response_type
+        response.headers["x-amzn-ErrorType"] = error_type
         return response
 
     def find(self, method: str, path: str) -> tuple[ApiRoute, dict[str, str]] | None:

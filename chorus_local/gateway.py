@@ -219,8 +219,15 @@ class WsgiServer:
         host: str = "127.0.0.1",
         request_handler: type[WSGIRequestHandler] | None = None,
     ) -> None:
+        base = request_handler or WSGIRequestHandler
+
+        class QuietHandler(base):  # type: ignore[valid-type,misc]
+            # werkzeug logs every request; the API logs its own, and moto's would be noise.
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
         self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=request_handler
+            host, port, app, threaded=True, request_handler=QuietHandler
         )
         self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
 

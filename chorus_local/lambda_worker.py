@@ -105,6 +105,19 @@ class _InitError(Exception):
         self.error_type = error_type
 
 
+def _peak_memory_mb() -> int:
+    # VmHWM, not getrusage(): Linux carries ru_maxrss across exec, so a worker started by the
+    # big stack process would report the stack's peak instead of its own.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
 def _send(channel: TextIO, message: dict[str, Any]) -> None:
     channel.write(json.dumps(message) + "\n")
     channel.flush()
@@ -168,7 +181,7 @@ def main(argv: list[str]) -> int:
                     _log_error(payload)
                     body, function_error = _to_json(payload), "Unhandled"
         duration = (time.monotonic() - began) * 1000
-        max_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        max_rss_mb = _peak_memory_mb()
         report = (
             f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
             f"Billed Duration: {int(duration) + 1} ms\tMemory Size: {memory} MB\t"

@@ -55,6 +55,7 @@ def enable_moto_features(aws_port: int) -> None:
 
     # moto's Step Functions interpreter sends lambda:invoke (and sns/sqs/dynamodb) tasks to
     # http://localhost:{MOTO_PORT}: that must be this gateway, so they reach the local runtime.
+    # (localhost resolves to 127.0.0.1 here; the gateway listens on 127.0.0.1 only.)
     os.environ["MOTO_PORT"] = str(aws_port)
     moto_api_backend.reset()
     # In-process equivalent of POST /moto-api/config: run real ASL instead of canned results.
@@ -104,6 +105,7 @@ class LocalStack:
         self._rest_api: RestApi | None = None
         self._pollers: list[SqsPoller] = []
         self.startup_seconds: float | None = None
+        self._saved_environ: dict[str, str | None] = {}
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -144,6 +146,13 @@ class LocalStack:
         return self
 
     def _start_aws(self) -> None:
+        # The stack itself (SageMaker runtime, pollers) signs requests to the gateway; make sure
+        # it never needs a developer's real credentials or profile to do so.
+        self._saved_environ = {
+            k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MOTO_PORT")
+        }
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         # Bind first (port 0 picks a free port), then point moto's self-calls at it.
@@ -245,6 +254,7 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything that started, in reverse order; safe to call more than once."""
+        started = time.monotonic()
         if self._api_server is not None:
             self._api_server.stop()
             self._api_server = None
@@ -262,6 +272,14 @@ class LocalStack:
         if self._gateway_server is not None:
             self._gateway_server.stop()
             self._gateway_server = None
+            log.info("local stack stopped in %.1f s", time.monotonic() - started)
+        # Leave the process environment as we found it (matters when a test runs the stack).
+        for key, value in self._saved_environ.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_environ = {}
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chorus.errors import RegistryInvalid
+from chorus.errors import RegistryInvalid, UnknownService
 from chorus.mapping import INPUT, expression_root, reference_expression, whole_payload_root
 from chorus.registry import (
     PACKAGED_REGISTRY,
@@ -270,8 +270,12 @@ def compile_ensemble(
     if service.kind != "ensemble":
         raise RegistryInvalid(f"service {service.name!r} is a model, not an ensemble")
     for step in service.steps:
-        registry.get(step.service)
-        _check_mapping_keys(step.input, f"ensemble {service.name!r} step {step.name!r}")
+        where = f"ensemble {service.name!r} step {step.name!r}"
+        try:
+            registry.get(step.service)
+        except UnknownService as exc:
+            raise RegistryInvalid(f"{where}: {exc.message}") from exc
+        _check_mapping_keys(step.input, where)
     _check_mapping_keys(service.output, f"ensemble {service.name!r} output")
 
     groups = _groups(service)

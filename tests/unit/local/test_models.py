@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 
 from chorus_local.models import digits, train
-from chorus_local.sagemaker import ModelPackage
 
 MODELS_ROOT = train.MODELS_ROOT
 
@@ -37,10 +36,8 @@ def models(accuracies: dict[str, float]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def stacker_inference(accuracies: dict[str, float]) -> ModuleType:
-    # Imported the way the runtime imports it, from the package's file path.
-    package = ModelPackage("digits-stacker", MODELS_ROOT / "digits_stacker")
-    return package._module
+def stacker_inference() -> ModuleType:
+    return importlib.import_module("chorus_local.models.digits_stacker.code.inference")
 
 
 def _stacked_features(models: dict[str, Any], x: np.ndarray) -> np.ndarray:
@@ -181,7 +178,8 @@ def test_png_and_json_pixels_give_the_same_prediction(name: str, models: dict[st
     # When the model predicts from each
     def answer(body: bytes, content_type: str) -> dict[str, Any]:
         prediction = digits.predict_fn(digits.input_fn(body, content_type), models[name])
-        return json.loads(digits.output_fn(prediction, "application/json"))
+        answered: dict[str, Any] = json.loads(digits.output_fn(prediction, "application/json"))
+        return answered
 
     from_png, from_json = answer(as_png, "image/png"), answer(as_json, "application/json")
 
@@ -281,6 +279,5 @@ def test_stacker_rejects_malformed_base_model_answers(
     # Given a stacker request without two lists of ten probabilities
     # When the stacker input is read
     # Then a ValueError names the faulty field
-    read: Callable[[bytes, str], Any] = stacker_inference.input_fn
     with pytest.raises(ValueError, match=message):
-        read(json.dumps(document).encode(), "application/json")
+        stacker_inference.input_fn(json.dumps(document).encode(), "application/json")

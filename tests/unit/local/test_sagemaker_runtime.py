@@ -76,10 +76,12 @@ def moto_url() -> Iterator[str]:
 
 
 @dataclass(frozen=True)
-class Aws:
+class Cloud:
     """A bucket and the success/error topics, each observed through an SQS queue."""
 
     url: str
+    s3: Any
+    sqs: Any
     bucket: str
     success_topic_arn: str
     error_topic_arn: str
@@ -89,36 +91,32 @@ class Aws:
     # each one waits for its own invocations only.
     received: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
-    def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.url, region_name=REGION)
-
     def put_input(self, body: bytes, content_type: str) -> str:
         key = f"inputs/{uuid.uuid4()}/input"
-        self.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
         return f"s3://{self.bucket}/{key}"
 
     def read(self, location: str) -> bytes:
         bucket, key = location.removeprefix("s3://").split("/", 1)
-        body: bytes = self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        body: bytes = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         return body
 
     def notification(self, queue_url: str, inference_id: str, timeout: float = 15) -> dict[str, Any]:
         """The SNS notification about `inference_id` delivered to `queue_url`, unwrapped."""
-        sqs = self.client("sqs")
         deadline = time.monotonic() + timeout
         while (queue_url, inference_id) not in self.received:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no notification for {inference_id} on {queue_url} within {timeout} s")
-            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            batch = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
             for delivered in batch.get("Messages", []):
                 message = json.loads(json.loads(delivered["Body"])["Message"])
                 self.received[(queue_url, message["inferenceId"])] = message
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=delivered["ReceiptHandle"])
+                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=delivered["ReceiptHandle"])
         return self.received[(queue_url, inference_id)]
 
 
 @pytest.fixture(scope="module")
-def aws(moto_url: str) -> Aws:
+def cloud(moto_url: str) -> Cloud:
     suffix = uuid.uuid4().hex[:8]
     s3 = boto3.client("s3", endpoint_url=moto_url, region_name=REGION)
     sns = boto3.client("sns", endpoint_url=moto_url, region_name=REGION)
@@ -133,18 +131,18 @@ def aws(moto_url: str) -> Aws:
             "QueueArn"
         ]
         sns.subscribe(TopicArn=topics[kind], Protocol="sqs", Endpoint=queue_arn)
-    return Aws(moto_url, bucket, topics["success"], topics["error"], queues["success"], queues["error"])
+    return Cloud(moto_url, s3, sqs, bucket, topics["success"], topics["error"], queues["success"], queues["error"])
 
 
 def _runtime(
-    aws: Aws, *extra: EndpointConfig, endpoints_file: Path | None = DEFAULT_ENDPOINTS_FILE
+    cloud: Cloud, *extra: EndpointConfig, endpoints_file: Path | None = DEFAULT_ENDPOINTS_FILE
 ) -> SageMakerRuntime:
     return SageMakerRuntime(
         endpoints_file,
-        output_bucket=aws.bucket,
-        success_topic_arn=aws.success_topic_arn,
-        error_topic_arn=aws.error_topic_arn,
-        aws_endpoint_url=aws.url,
+        output_bucket=cloud.bucket,
+        success_topic_arn=cloud.success_topic_arn,
+        error_topic_arn=cloud.error_topic_arn,
+        aws_endpoint_url=cloud.url,
         region=REGION,
         extra_endpoints=extra,
     )
@@ -155,9 +153,9 @@ def _client(url: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def demo(aws: Aws) -> Iterator[Any]:
+def demo(cloud: Cloud) -> Iterator[Any]:
     """A boto3 sagemaker-runtime client for the demo endpoints of chorus_local/endpoints.json."""
-    runtime = _runtime(aws)
+    runtime = _runtime(cloud)
     url = runtime.serve()
     yield _client(url)
     runtime.close()
@@ -171,9 +169,9 @@ def _slow_endpoint(tmp_path: Path, max_concurrency: int) -> EndpointConfig:
 
 
 @pytest.fixture
-def slow_runtime(aws: Aws, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+def slow_runtime(cloud: Cloud, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A client for an async endpoint `slow` whose maxConcurrency is the test's parameter."""
-    runtime = _runtime(aws, _slow_endpoint(tmp_path, request.param), endpoints_file=None)
+    runtime = _runtime(cloud, _slow_endpoint(tmp_path, request.param), endpoints_file=None)
     url = runtime.serve()
     yield _client(url)
     runtime.close()
@@ -264,10 +262,10 @@ def test_sync_invoke_of_an_async_endpoint_is_a_validation_error(demo: Any) -> No
     assert "InvokeEndpointAsync" in raised.value.response["Error"]["Message"]
 
 
-def test_async_invoke_answers_at_once_with_the_inference_id_and_locations(demo: Any, aws: Aws) -> None:
+def test_async_invoke_answers_at_once_with_the_inference_id_and_locations(demo: Any, cloud: Cloud) -> None:
     # Given an input object in S3
     body, _ = _pixels()
-    location = aws.put_input(body, "application/json")
+    location = cloud.put_input(body, "application/json")
 
     # When digits-forest is invoked asynchronously with an inference id
     response = demo.invoke_endpoint_async(
@@ -277,14 +275,14 @@ def test_async_invoke_answers_at_once_with_the_inference_id_and_locations(demo: 
     # Then the answer is 202 with the id and the output and failure locations
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 202
     assert response["InferenceId"] == "pred-1"
-    assert response["OutputLocation"] == f"s3://{aws.bucket}/async-outputs/pred-1.out"
-    assert response["FailureLocation"] == f"s3://{aws.bucket}/async-failures/pred-1.err"
+    assert response["OutputLocation"] == f"s3://{cloud.bucket}/async-outputs/pred-1.out"
+    assert response["FailureLocation"] == f"s3://{cloud.bucket}/async-failures/pred-1.err"
 
 
-def test_async_output_lands_in_s3_and_success_is_notified_in_sagemaker_format(demo: Any, aws: Aws) -> None:
+def test_async_output_lands_in_s3_and_success_is_notified_in_sagemaker_format(demo: Any, cloud: Cloud) -> None:
     # Given a held-out digit uploaded to S3
     body, expected = _pixels()
-    location = aws.put_input(body, "application/json")
+    location = cloud.put_input(body, "application/json")
 
     # When digits-forest is invoked asynchronously
     response = demo.invoke_endpoint_async(
@@ -292,7 +290,7 @@ def test_async_output_lands_in_s3_and_success_is_notified_in_sagemaker_format(de
     )
 
     # Then the success topic receives SageMaker's notification
-    message = aws.notification(aws.success_queue_url, "pred-2")
+    message = cloud.notification(cloud.success_queue_url, "pred-2")
     assert message["invocationStatus"] == "Completed"
     assert message["eventSource"] == "aws:sagemaker"
     assert message["eventName"] == "InferenceResult"
@@ -309,12 +307,12 @@ def test_async_output_lands_in_s3_and_success_is_notified_in_sagemaker_format(de
         "outputLocation": response["OutputLocation"],
     }
     # And the output in S3 is the model's answer
-    assert json.loads(aws.read(response["OutputLocation"]))["label"] == expected
+    assert json.loads(cloud.read(response["OutputLocation"]))["label"] == expected
 
 
-def test_async_model_error_writes_the_failure_and_notifies_the_error_topic(demo: Any, aws: Aws) -> None:
+def test_async_model_error_writes_the_failure_and_notifies_the_error_topic(demo: Any, cloud: Cloud) -> None:
     # Given a corrupt PNG uploaded to S3
-    location = aws.put_input(b"\x89PNG\r\n\x1a\nbroken", "image/png")
+    location = cloud.put_input(b"\x89PNG\r\n\x1a\nbroken", "image/png")
 
     # When digits-forest is invoked asynchronously with it
     response = demo.invoke_endpoint_async(
@@ -322,18 +320,18 @@ def test_async_model_error_writes_the_failure_and_notifies_the_error_topic(demo:
     )
 
     # Then the error topic receives SageMaker's Failed notification with the model's reason
-    message = aws.notification(aws.error_queue_url, "pred-3")
+    message = cloud.notification(cloud.error_queue_url, "pred-3")
     assert message["invocationStatus"] == "Failed"
     assert "input is not a readable PNG image" in message["failureReason"]
     assert message["responseParameters"] == {"failureLocation": response["FailureLocation"]}
     assert message["requestParameters"]["contentType"] == "image/png"
     # And the failure reason is stored at the failure location
-    assert aws.read(response["FailureLocation"]).decode() == message["failureReason"]
+    assert cloud.read(response["FailureLocation"]).decode() == message["failureReason"]
 
 
-def test_async_missing_input_object_is_a_failed_notification(demo: Any, aws: Aws) -> None:
+def test_async_missing_input_object_is_a_failed_notification(demo: Any, cloud: Cloud) -> None:
     # Given an input location with no object
-    location = f"s3://{aws.bucket}/inputs/missing/input"
+    location = f"s3://{cloud.bucket}/inputs/missing/input"
 
     # When digits-forest is invoked asynchronously with it
     response = demo.invoke_endpoint_async(
@@ -341,15 +339,15 @@ def test_async_missing_input_object_is_a_failed_notification(demo: Any, aws: Aws
     )
 
     # Then the failure names the input it could not read
-    message = aws.notification(aws.error_queue_url, response["InferenceId"])
+    message = cloud.notification(cloud.error_queue_url, response["InferenceId"])
     assert message["invocationStatus"] == "Failed"
     assert location in message["failureReason"]
 
 
 @pytest.mark.parametrize("slow_runtime", [1], indirect=True)
-def test_async_invocation_over_its_timeout_fails_as_timed_out(slow_runtime: Any, aws: Aws) -> None:
+def test_async_invocation_over_its_timeout_fails_as_timed_out(slow_runtime: Any, cloud: Cloud) -> None:
     # Given a request that keeps the model busy for 3 s
-    location = aws.put_input(json.dumps({"seconds": 3}).encode(), "application/json")
+    location = cloud.put_input(json.dumps({"seconds": 3}).encode(), "application/json")
 
     # When it is invoked with a 1 s invocation timeout
     response = slow_runtime.invoke_endpoint_async(
@@ -357,15 +355,15 @@ def test_async_invocation_over_its_timeout_fails_as_timed_out(slow_runtime: Any,
     )
 
     # Then it fails as timed out
-    message = aws.notification(aws.error_queue_url, response["InferenceId"])
+    message = cloud.notification(cloud.error_queue_url, response["InferenceId"])
     assert message["invocationStatus"] == "Failed"
     assert "Invocation timed out" in message["failureReason"]
 
 
 @pytest.mark.parametrize("slow_runtime", [1], indirect=True)
-def test_async_model_exception_is_reported_with_its_message(slow_runtime: Any, aws: Aws) -> None:
+def test_async_model_exception_is_reported_with_its_message(slow_runtime: Any, cloud: Cloud) -> None:
     # Given a request the model raises on
-    location = aws.put_input(json.dumps({"seconds": 0, "fail": True}).encode(), "application/json")
+    location = cloud.put_input(json.dumps({"seconds": 0, "fail": True}).encode(), "application/json")
 
     # When it is invoked asynchronously
     response = slow_runtime.invoke_endpoint_async(
@@ -373,13 +371,13 @@ def test_async_model_exception_is_reported_with_its_message(slow_runtime: Any, a
     )
 
     # Then the failure reason carries the model's exception
-    message = aws.notification(aws.error_queue_url, response["InferenceId"])
+    message = cloud.notification(cloud.error_queue_url, response["InferenceId"])
     assert "RuntimeError: the slow model was asked to fail" in message["failureReason"]
 
 
-def _run_two(client: Any, aws: Aws, seconds: float) -> tuple[list[dict[str, float]], float]:
+def _run_two(client: Any, cloud: Cloud, seconds: float) -> tuple[list[dict[str, float]], float]:
     """Invoke `slow` twice at once; returns both runs' times and how long accepting took."""
-    locations = [aws.put_input(json.dumps({"seconds": seconds}).encode(), "application/json") for _ in range(2)]
+    locations = [cloud.put_input(json.dumps({"seconds": seconds}).encode(), "application/json") for _ in range(2)]
     started = time.monotonic()
     responses = [
         client.invoke_endpoint_async(EndpointName="slow", InputLocation=location, ContentType="application/json")
@@ -387,18 +385,18 @@ def _run_two(client: Any, aws: Aws, seconds: float) -> tuple[list[dict[str, floa
     ]
     accepted_in = time.monotonic() - started
     for response in responses:
-        assert aws.notification(aws.success_queue_url, response["InferenceId"])["invocationStatus"] == "Completed"
+        assert cloud.notification(cloud.success_queue_url, response["InferenceId"])["invocationStatus"] == "Completed"
     runs = sorted(
-        (json.loads(aws.read(response["OutputLocation"])) for response in responses), key=lambda run: run["started"]
+        (json.loads(cloud.read(response["OutputLocation"])) for response in responses), key=lambda run: run["started"]
     )
     return runs, accepted_in
 
 
 @pytest.mark.parametrize("slow_runtime", [1], indirect=True)
-def test_requests_beyond_max_concurrency_wait_in_the_queue(slow_runtime: Any, aws: Aws) -> None:
+def test_requests_beyond_max_concurrency_wait_in_the_queue(slow_runtime: Any, cloud: Cloud) -> None:
     # Given an async endpoint with maxConcurrency 1 and a model that takes 0.5 s
     # When two requests arrive at once
-    (first, second), accepted_in = _run_two(slow_runtime, aws, seconds=0.5)
+    (first, second), accepted_in = _run_two(slow_runtime, cloud, seconds=0.5)
 
     # Then both are accepted at once, but the second runs only after the first finished
     assert accepted_in < 0.5
@@ -406,19 +404,19 @@ def test_requests_beyond_max_concurrency_wait_in_the_queue(slow_runtime: Any, aw
 
 
 @pytest.mark.parametrize("slow_runtime", [2], indirect=True)
-def test_requests_within_max_concurrency_run_in_parallel(slow_runtime: Any, aws: Aws) -> None:
+def test_requests_within_max_concurrency_run_in_parallel(slow_runtime: Any, cloud: Cloud) -> None:
     # Given an async endpoint with maxConcurrency 2 and a model that takes 0.5 s
     # When two requests arrive at once
-    (first, second), _ = _run_two(slow_runtime, aws, seconds=0.5)
+    (first, second), _ = _run_two(slow_runtime, cloud, seconds=0.5)
 
     # Then they overlap
     assert second["started"] < first["finished"]
 
 
-def test_runtime_handle_answers_the_wire_protocol_without_a_server(aws: Aws) -> None:
+def test_runtime_handle_answers_the_wire_protocol_without_a_server(cloud: Cloud) -> None:
     # Given a runtime that is not serving (as behind the local gateway)
     body, expected = _pixels()
-    with _runtime(aws) as runtime:
+    with _runtime(cloud) as runtime:
         # When a gateway passes it an InvokeEndpoint request
         status, headers, payload = runtime.handle(
             "POST",
