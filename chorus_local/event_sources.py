@@ -174,19 +174,26 @@ class SqsPoller:
         self._thread.join(timeout=RECEIVE_WAIT_SECONDS + 5)
         self._executor.shutdown(wait=True)
 
-    def _receive(self, limit: int) -> list[dict[str, Any]]:
+    def _receive(self, limit: int, wait_seconds: int) -> list[dict[str, Any]]:
         response = self._sqs.receive_message(
             QueueUrl=self._queue_url,
             MaxNumberOfMessages=min(10, limit),
-            WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
+            WaitTimeSeconds=wait_seconds,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
         return list(response.get("Messages", []))
 
     def _collect_batch(self) -> list[dict[str, Any]]:
-        """Up to BatchSize messages; keep filling during MaximumBatchingWindowInSeconds."""
-        batch = self._receive(self.mapping.batch_size)
+        """Up to BatchSize messages; keep filling during MaximumBatchingWindowInSeconds.
+
+        Follow-up receives are short polls, so the window never outlasts it by a long poll, and
+        a message seen twice (its visibility timeout ran out meanwhile) is kept once, with its
+        newest receipt handle, the only one that still deletes it.
+        """
+        batch: dict[str, dict[str, Any]] = {}
+        for message in self._receive(self.mapping.batch_size, RECEIVE_WAIT_SECONDS):
+            batch[message["MessageId"]] = message
         window_ends = time.monotonic() + self.mapping.batching_window_seconds
         while (
             batch
@@ -194,11 +201,12 @@ class SqsPoller:
             and time.monotonic() < window_ends
             and not self._stop.is_set()
         ):
-            more = self._receive(self.mapping.batch_size - len(batch))
+            more = self._receive(self.mapping.batch_size - len(batch), 0)
+            for message in more:
+                batch[message["MessageId"]] = message
             if not more:
-                break
-            batch.extend(more)
-        return batch
+                self._stop.wait(0.1)
+        return list(batch.values())
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support import aws_resources
+
+# Powertools reads these when chorus.observability is first imported, as Lambda sets them before.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ChorusTests")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "chorus")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 
 
 def _reset_chorus_caches() -> None:

@@ -273,10 +273,7 @@ def _mark_running(
 
 
 def step_timeouts(service: ServiceDefinition) -> dict[str, int]:
-    registry = get_registry()
-    return {
-        step.name: step.timeout_seconds or registry.get(step.service).timeout_seconds + 60 for step in service.steps
-    }
+    return compiler.step_timeouts(service, get_registry())
 
 
 # --- results --------------------------------------------------------------------------------------
@@ -291,7 +288,7 @@ def record_result(result: sagemaker_events.InferenceResult) -> None:
     if result.succeeded:
         updated = predictions.transition(record.id, Status.SUCCEEDED, {"output": result.output().as_dict()})
     else:
-        reason = result.failure_reason or f"invocation {result.invocation_status.lower()} without a reason"
+        reason = _failure_reason(record, result)
         code = "step_failed" if record.kind == "ensemble" else "model_error"
         if result.error_code == "StepTimedOut":
             code = "step_timed_out"
@@ -303,6 +300,23 @@ def record_result(result: sagemaker_events.InferenceResult) -> None:
         metrics.add_metric(name=f"Predictions{updated.status.value.title()}", unit="Count", value=1)
     if updated.status.terminal:
         notify(updated, "completed", render(updated))
+
+
+def _failure_reason(record: PredictionRecord, result: sagemaker_events.InferenceResult) -> str:
+    reason = (result.failure_reason or "").strip()
+    if reason.startswith("{"):
+        # A Lambda error relayed by Step Functions: keep its message, never its stack trace.
+        try:
+            reason = str(json.loads(reason).get("errorMessage", "")) or reason
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    if not reason and record.kind == "ensemble":
+        # Step Functions does not always carry the cause along; the failed step's record has it.
+        failed = [c for c in predictions.children(record.id) if c.status is Status.FAILED and c.error]
+        if failed:
+            step = failed[0]
+            reason = f"step {step.step_name!r} ({step.service}) failed: {step.error.message}"  # type: ignore[union-attr]
+    return reason or f"invocation {result.invocation_status.lower()} without a reason"
 
 
 def fail(prediction_id: str, error: ErrorDetail) -> None:
