@@ -3,7 +3,8 @@
     python -m chorus_local [--api-port 3000] [--aws-port 4566]
                            [--parameter-overrides Stage=local RegistryFile=/path/registry.json]
                            [--endpoints chorus_local/endpoints.json] [--extra-endpoints FILE]
-                           [--workers 2] [--ready-file PATH] [--verbose]
+                           [--workers 2] [--async-retry-delays 1,2] [--ready-file PATH]
+                           [--exit-with-parent] [--verbose]
 
 `--ready-file` receives {"api_url", "aws_endpoint_url", "webhook_secret"} once everything
 answers (tests wait for it). The webhook secret comes from CHORUS_WEBHOOK_SECRET, or is
@@ -13,8 +14,10 @@ generated and printed.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -22,6 +25,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from chorus_local.cloudformation import TemplateError
 from chorus_local.stack import LocalStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,15 +47,41 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m chorus_local", description=__doc__.split("\n")[0])
     parser.add_argument("--api-port", type=int, default=3000, help="REST API port (0: any free port)")
     parser.add_argument("--aws-port", type=int, default=4566, help="AWS endpoint port (0: any free port)")
-    parser.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="template parameter values, like sam --parameter-overrides")
-    parser.add_argument("--endpoints", type=Path, default=None,
-                        help="SageMaker endpoints file (default chorus_local/endpoints.json)")
-    parser.add_argument("--extra-endpoints", type=Path, action="append", default=[],
-                        help="additional endpoints file (repeatable), e.g. test models")
+    parser.add_argument(
+        "--parameter-overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameter values, like sam --parameter-overrides",
+    )
+    parser.add_argument(
+        "--endpoints", type=Path, default=None, help="SageMaker endpoints file (default chorus_local/endpoints.json)"
+    )
+    parser.add_argument(
+        "--extra-endpoints",
+        type=Path,
+        action="append",
+        default=[],
+        help="additional endpoints file (repeatable), e.g. test models",
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes per function")
-    parser.add_argument("--ready-file", type=Path, default=None,
-                        help="write {api_url, aws_endpoint_url, webhook_secret} here when ready")
+    parser.add_argument(
+        "--async-retry-delays",
+        default="1,2",
+        metavar="SECONDS,...",
+        help="waits before the retries of failed asynchronous invocations (Lambda: 1 min, 2 min)",
+    )
+    parser.add_argument(
+        "--ready-file",
+        type=Path,
+        default=None,
+        help="write {api_url, aws_endpoint_url, webhook_secret} here when ready",
+    )
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the launching process dies (tests: no stack outlives a killed pytest)",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging (what was not created)")
     return parser.parse_args(argv)
 
@@ -130,9 +160,19 @@ def main(argv: list[str] | None = None) -> int:
         endpoints_file=args.endpoints,
         extra_endpoints=extra,
         workers_per_function=args.workers,
+        async_retry_delays=[float(delay) for delay in args.async_retry_delays.split(",") if delay],
     )
     try:
-        stack.start()
+        try:
+            stack.start()
+        except TemplateError as error:
+            print(f"template.yaml cannot run locally: {error}", file=sys.stderr, flush=True)
+            return 2
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            print(f"{error}: choose other ports with --api-port / --aws-port", file=sys.stderr, flush=True)
+            return 2
         print(_banner(stack), flush=True)
         if args.ready_file is not None:
             ready = {
@@ -143,8 +183,11 @@ def main(argv: list[str] | None = None) -> int:
             temporary = args.ready_file.with_suffix(".tmp")
             temporary.write_text(json.dumps(ready))
             temporary.replace(args.ready_file)  # atomic: a reader never sees half a file
+        parent = os.getppid()
         while not stop.wait(1.0):
-            pass
+            if args.exit_with_parent and os.getppid() != parent:
+                logging.getLogger("chorus_local").warning("the launching process is gone")
+                break
     finally:
         logging.getLogger("chorus_local").info("stopping")
         stack.stop()

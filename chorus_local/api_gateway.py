@@ -69,8 +69,7 @@ class GatewayResponse:
 
 # API Gateway's own errors: status → (gateway response type, message, x-amzn-ErrorType).
 _ERRORS = {
-    403: ("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token",
-          "MissingAuthenticationTokenException"),
+    403: ("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token", "MissingAuthenticationTokenException"),
     413: ("REQUEST_TOO_LARGE", "Request Too Long", "RequestEntityTooLargeException"),
     502: ("DEFAULT_5XX", "Internal server error", "InternalServerErrorException"),
     504: ("INTEGRATION_TIMEOUT", "Endpoint request timed out", "InternalServerErrorException"),
@@ -134,8 +133,7 @@ class RestApi:
         """An answer API Gateway gives itself, through the Api's GatewayResponses if any."""
         response_type, message, error_type = _ERRORS[status]
         family = "DEFAULT_4XX" if status < 500 else "DEFAULT_5XX"
-        custom = self.config.gateway_responses.get(response_type) or \
-            self.config.gateway_responses.get(family)
+        custom = self.config.gateway_responses.get(response_type) or self.config.gateway_responses.get(family)
         body = json.dumps({"message": message})
         headers: dict[str, str] = {}
         if custom is not None:
@@ -181,8 +179,13 @@ class RestApi:
         request_id = str(uuid.uuid4())
         started = time.monotonic()
         response = self._handle(request, request_id)
-        log.info('%s %s -> %d (%.0f ms)', request.method, request.full_path.rstrip("?"),
-                 response.status_code, (time.monotonic() - started) * 1000)
+        log.info(
+            "%s %s -> %d (%.0f ms)",
+            request.method,
+            request.full_path.rstrip("?"),
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
         return response(environ, start_response)
 
     def _handle(self, request: Request, request_id: str) -> Response:
@@ -197,9 +200,7 @@ class RestApi:
             return self.error(413, request_id)
         route, params = found
         event = self.proxy_event(request, route, path, params, body, request_id)
-        future = self._pool.submit(
-            self._runtime.invoke, route.function, json.dumps(event).encode()
-        )
+        future = self._pool.submit(self._runtime.invoke, route.function, json.dumps(event).encode())
         try:
             result = future.result(timeout=INTEGRATION_TIMEOUT_SECONDS)
         except FutureTimeout:
@@ -214,8 +215,7 @@ class RestApi:
         if not content_type:
             return False
         base = content_type.split(";")[0].strip().lower()
-        return any(fnmatch.fnmatch(base, pattern.lower()) for pattern in
-                   self.config.binary_media_types)
+        return any(fnmatch.fnmatch(base, pattern.lower()) for pattern in self.config.binary_media_types)
 
     def proxy_event(
         self,
@@ -232,7 +232,7 @@ class RestApi:
         # API Gateway adds the forwarding headers its clients never send.
         headers.setdefault("X-Forwarded-For", source_ip)
         headers.setdefault("X-Forwarded-Proto", request.scheme)
-        headers.setdefault("X-Forwarded-Port", str(request.host.rpartition(":")[2] or "80"))
+        headers.setdefault("X-Forwarded-Port", str(request.environ.get("SERVER_PORT", "80")))
         multi_headers: dict[str, list[str]] = {}
         for name, value in headers.items():
             multi_headers.setdefault(name, []).append(value)

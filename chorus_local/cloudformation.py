@@ -18,6 +18,7 @@ never silently differ from what the template declares.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -128,9 +129,7 @@ def _parameter_value(name: str, spec: Mapping[str, Any], raw: Any) -> str | list
     return text
 
 
-def resolve_parameters(
-    template: Mapping[str, Any], overrides: Mapping[str, str]
-) -> dict[str, str | list[str]]:
+def resolve_parameters(template: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, str | list[str]]:
     declared: Mapping[str, Any] = template.get("Parameters") or {}
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
@@ -192,7 +191,7 @@ class Resolver:
 
     def _condition_value(self, node: Any) -> Any:
         if isinstance(node, dict) and len(node) == 1:
-            (key, value), = node.items()
+            ((key, value),) = node.items()
             if key == "Condition":
                 return self.condition(value)
             if key == "Fn::Equals":
@@ -214,7 +213,7 @@ class Resolver:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, value), = node.items()
+            ((key, value),) = node.items()
             if key == "Ref":
                 return self.ref(str(value))
             if key.startswith("Fn::"):
@@ -404,9 +403,7 @@ class Provisioner:
         self.template = load_template(template_path)
         self.endpoint = endpoint
         self.parameters = resolve_parameters(self.template, parameter_overrides or {})
-        self.resolver = Resolver(
-            self.template, self.parameters, stack_name=stack_name, region=endpoint.region
-        )
+        self.resolver = Resolver(self.template, self.parameters, stack_name=stack_name, region=endpoint.region)
         self.stack = ProvisionedStack(
             stack_name=stack_name,
             parameters=self.parameters,
@@ -470,17 +467,12 @@ class Provisioner:
                 if resource_type in _AWS_SIDE_ONLY:
                     self._ignore(logical_id, resource_type, _AWS_SIDE_ONLY[resource_type])
                     continue
-                raise TemplateError(
-                    f"{logical_id}: resource type {resource_type} is not supported by the local stack"
-                )
+                raise TemplateError(f"{logical_id}: resource type {resource_type} is not supported by the local stack")
             raw = definition.get("Properties") or {}
-            _only(f"{logical_id} ({resource_type}) properties", raw,
-                  support.applied | set(support.ignored))
+            _only(f"{logical_id} ({resource_type}) properties", raw, support.applied | set(support.ignored))
             for name in sorted(set(raw) & set(support.ignored)):
                 log.debug("%s.%s not applied locally: %s", logical_id, name, support.ignored[name])
-            properties = self.resolver.resolve(
-                {k: v for k, v in raw.items() if k in support.applied}
-            )
+            properties = self.resolver.resolve({k: v for k, v in raw.items() if k in support.applied})
             support.handler(self, _Resource(logical_id, resource_type, properties))
         self._finish_api()
         self._label_functions()
@@ -519,10 +511,8 @@ class Provisioner:
         }.get(resource_type)
         name = self.generated_name(logical_id)
         if name_property and name_property in properties:
-            try:
+            with contextlib.suppress(TemplateError):
                 name = str(self.resolver.resolve(properties[name_property]))
-            except TemplateError:
-                pass
         if resource_type == "AWS::Logs::LogGroup":
             arn = self.arn("logs", f"log-group:{name}:*")
             self.register(logical_id, name, Arn=arn)
@@ -570,10 +560,9 @@ class Provisioner:
             return
         if len(self._routes) > 1:
             raise TemplateError(
-                "functions use more than one REST API; the local stack serves one"
-                f" ({', '.join(sorted(self._routes))})"
+                f"functions use more than one REST API; the local stack serves one ({', '.join(sorted(self._routes))})"
             )
-        (api_id, routes), = self._routes.items()
+        ((api_id, routes),) = self._routes.items()
         if api_id == _IMPLICIT_API:
             properties: dict[str, Any] = {"StageName": "Prod"}
         elif api_id in self._apis:
@@ -584,8 +573,7 @@ class Provisioner:
         cors_config = None
         if cors is not None:
             cors = {"AllowOrigin": cors} if isinstance(cors, str) else cors
-            _only("Api Cors", cors, {"AllowOrigin", "AllowMethods", "AllowHeaders", "MaxAge",
-                                     "AllowCredentials"})
+            _only("Api Cors", cors, {"AllowOrigin", "AllowMethods", "AllowHeaders", "MaxAge", "AllowCredentials"})
 
             def unquote(value: Any) -> str | None:
                 return None if value is None else str(value).strip("'")
@@ -598,8 +586,7 @@ class Provisioner:
             )
         responses: dict[str, GatewayResponse] = {}
         for response_type, spec in (properties.get("GatewayResponses") or {}).items():
-            _only(f"GatewayResponses.{response_type}", spec,
-                  {"ResponseTemplates", "ResponseParameters", "StatusCode"})
+            _only(f"GatewayResponses.{response_type}", spec, {"ResponseTemplates", "ResponseParameters", "StatusCode"})
             headers = {
                 name: str(value).strip("'")
                 for name, value in ((spec.get("ResponseParameters") or {}).get("Headers") or {}).items()
@@ -618,9 +605,7 @@ class Provisioner:
         self.stack.api = ApiConfig(
             stage=str(properties.get("StageName", "Prod")),
             routes=tuple(routes),
-            binary_media_types=tuple(
-                str(t).replace("~1", "/") for t in properties.get("BinaryMediaTypes") or []
-            ),
+            binary_media_types=tuple(str(t).replace("~1", "/") for t in properties.get("BinaryMediaTypes") or []),
             cors=cors_config,
             api_id=api_id,
             stage_variables={str(k): str(v) for k, v in (properties.get("Variables") or {}).items()},
@@ -642,21 +627,15 @@ def _s3_bucket(p: Provisioner, r: _Resource) -> None:
     if "BucketEncryption" in props:
         rules = []
         for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]:
-            converted: dict[str, Any] = {
-                "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]
-            }
+            converted: dict[str, Any] = {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
             if "BucketKeyEnabled" in rule:
                 converted["BucketKeyEnabled"] = bool(rule["BucketKeyEnabled"])
             rules.append(converted)
-        s3.put_bucket_encryption(
-            Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules}
-        )
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
     if "PublicAccessBlockConfiguration" in props:
         s3.put_public_access_block(
             Bucket=name,
-            PublicAccessBlockConfiguration={
-                k: bool(v) for k, v in props["PublicAccessBlockConfiguration"].items()
-            },
+            PublicAccessBlockConfiguration={k: bool(v) for k, v in props["PublicAccessBlockConfiguration"].items()},
         )
     if "OwnershipControls" in props:
         s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=props["OwnershipControls"])
@@ -668,8 +647,11 @@ def _s3_bucket(p: Provisioner, r: _Resource) -> None:
     if "CorsConfiguration" in props:
         rules = []
         for rule in props["CorsConfiguration"]["CorsRules"]:
-            _only(f"{r.logical_id} CorsRules", rule, {"AllowedHeaders", "AllowedMethods",
-                  "AllowedOrigins", "ExposedHeaders", "Id", "MaxAge"})
+            _only(
+                f"{r.logical_id} CorsRules",
+                rule,
+                {"AllowedHeaders", "AllowedMethods", "AllowedOrigins", "ExposedHeaders", "Id", "MaxAge"},
+            )
             converted = {
                 key: [str(v) for v in rule[key]]
                 for key in ("AllowedHeaders", "AllowedMethods", "AllowedOrigins")
@@ -687,9 +669,18 @@ def _s3_bucket(p: Provisioner, r: _Resource) -> None:
         # moto stores the rules but never expires objects; applying them still checks the shape.
         rules = []
         for rule in props["LifecycleConfiguration"]["Rules"]:
-            _only(f"{r.logical_id} lifecycle rule", rule, {"Id", "Status", "Prefix",
-                  "ExpirationInDays", "AbortIncompleteMultipartUpload",
-                  "NoncurrentVersionExpirationInDays"})
+            _only(
+                f"{r.logical_id} lifecycle rule",
+                rule,
+                {
+                    "Id",
+                    "Status",
+                    "Prefix",
+                    "ExpirationInDays",
+                    "AbortIncompleteMultipartUpload",
+                    "NoncurrentVersionExpirationInDays",
+                },
+            )
             converted = {"Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
             if "Id" in rule:
                 converted["ID"] = rule["Id"]
@@ -703,9 +694,7 @@ def _s3_bucket(p: Provisioner, r: _Resource) -> None:
                     "NoncurrentDays": _int(rule["NoncurrentVersionExpirationInDays"])
                 }
             rules.append(converted)
-        s3.put_bucket_lifecycle_configuration(
-            Bucket=name, LifecycleConfiguration={"Rules": rules}
-        )
+        s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
     if "NotificationConfiguration" in props:
         s3.put_bucket_notification_configuration(
             Bucket=name,
@@ -727,8 +716,7 @@ def _s3_bucket(p: Provisioner, r: _Resource) -> None:
 
 def _s3_notifications(logical_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """CloudFormation's NotificationConfiguration → the S3 API's shape."""
-    _only(f"{logical_id} NotificationConfiguration", config,
-          {"QueueConfigurations", "TopicConfigurations"})
+    _only(f"{logical_id} NotificationConfiguration", config, {"QueueConfigurations", "TopicConfigurations"})
     converted: dict[str, Any] = {}
     for section, target_key, api_key in (
         ("QueueConfigurations", "Queue", "QueueArn"),
@@ -738,27 +726,34 @@ def _s3_notifications(logical_id: str, config: Mapping[str, Any]) -> dict[str, A
             entry: dict[str, Any] = {api_key: item[target_key], "Events": [item["Event"]]}
             rules = ((item.get("Filter") or {}).get("S3Key") or {}).get("Rules")
             if rules:
+                # S3 takes the rule names in any case; moto only filters on lower-case ones.
                 entry["Filter"] = {
-                    "Key": {"FilterRules": [{"Name": x["Name"], "Value": x["Value"]} for x in rules]}
+                    "Key": {"FilterRules": [{"Name": str(x["Name"]).lower(), "Value": x["Value"]} for x in rules]}
                 }
             converted.setdefault(section, []).append(entry)
     return converted
 
 
 _SQS_ATTRIBUTES = (
-    "VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "MaximumMessageSize",
-    "ReceiveMessageWaitTimeSeconds", "FifoQueue", "ContentBasedDeduplication",
-    "DeduplicationScope", "FifoThroughputLimit", "KmsMasterKeyId",
-    "KmsDataKeyReusePeriodSeconds", "SqsManagedSseEnabled",
+    "VisibilityTimeout",
+    "MessageRetentionPeriod",
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "ReceiveMessageWaitTimeSeconds",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
 )
 
 
 def _sqs_queue(p: Provisioner, r: _Resource) -> None:
     props = r.properties
     fifo = str(props.get("FifoQueue", "false")).lower() == "true"
-    name = props.get("QueueName") or p.generated_name(r.logical_id, max_length=75) + (
-        ".fifo" if fifo else ""
-    )
+    name = props.get("QueueName") or p.generated_name(r.logical_id, max_length=75) + (".fifo" if fifo else "")
     attributes = {key: _bool_text(props[key]) for key in _SQS_ATTRIBUTES if key in props}
     for key in ("RedrivePolicy", "RedriveAllowPolicy"):
         if key in props:
@@ -775,13 +770,17 @@ def _sqs_queue(p: Provisioner, r: _Resource) -> None:
 def _sns_topic(p: Provisioner, r: _Resource) -> None:
     props = r.properties
     fifo = str(props.get("FifoTopic", "false")).lower() == "true"
-    name = str(props.get("TopicName") or p.generated_name(r.logical_id, max_length=251) + (
-        ".fifo" if fifo else ""
-    ))
+    name = str(props.get("TopicName") or p.generated_name(r.logical_id, max_length=251) + (".fifo" if fifo else ""))
     attributes = {
         key: _bool_text(props[key])
-        for key in ("DisplayName", "KmsMasterKeyId", "FifoTopic", "ContentBasedDeduplication",
-                    "SignatureVersion", "TracingConfig")
+        for key in (
+            "DisplayName",
+            "KmsMasterKeyId",
+            "FifoTopic",
+            "ContentBasedDeduplication",
+            "SignatureVersion",
+            "TracingConfig",
+        )
         if key in props
     }
     sns = p.endpoint.client("sns")
@@ -791,8 +790,9 @@ def _sns_topic(p: Provisioner, r: _Resource) -> None:
         _subscribe(p, r.logical_id, arn, subscription["Protocol"], subscription["Endpoint"], {})
 
 
-def _subscribe(p: Provisioner, logical_id: str, topic_arn: str, protocol: str, endpoint: str,
-               attributes: Mapping[str, Any]) -> None:
+def _subscribe(
+    p: Provisioner, logical_id: str, topic_arn: str, protocol: str, endpoint: str, attributes: Mapping[str, Any]
+) -> None:
     if protocol == "lambda":
         # Delivered by the local runtime once functions run (see event_sources.SnsDeliveries).
         function = endpoint.split(":")[6] if endpoint.startswith("arn:") else endpoint
@@ -807,9 +807,7 @@ def _subscribe(p: Provisioner, logical_id: str, topic_arn: str, protocol: str, e
         return
     if protocol not in ("sqs", "http", "https", "email", "email-json"):
         raise TemplateError(f"{logical_id}: SNS protocol {protocol} is not supported locally")
-    text_attributes = {
-        k: v if isinstance(v, str) else json.dumps(v) for k, v in attributes.items()
-    }
+    text_attributes = {k: v if isinstance(v, str) else json.dumps(v) for k, v in attributes.items()}
     p.endpoint.client("sns").subscribe(
         TopicArn=topic_arn, Protocol=protocol, Endpoint=endpoint, Attributes=text_attributes
     )
@@ -817,7 +815,7 @@ def _subscribe(p: Provisioner, logical_id: str, topic_arn: str, protocol: str, e
 
 def _sns_subscription(p: Provisioner, r: _Resource) -> None:
     props = r.properties
-    attributes = {
+    attributes: dict[str, Any] = {
         key: _bool_text(props[key]) if isinstance(props[key], bool) else props[key]
         for key in ("FilterPolicy", "FilterPolicyScope", "RawMessageDelivery", "RedrivePolicy")
         if key in props
@@ -845,8 +843,17 @@ def _dynamodb_table(p: Provisioner, r: _Resource) -> None:
         if key in props:
             indexes = []
             for index in props[key]:
-                _only(f"{r.logical_id} {key}", index, {"IndexName", "KeySchema", "Projection",
-                      "ProvisionedThroughput", "ContributorInsightsSpecification"})
+                _only(
+                    f"{r.logical_id} {key}",
+                    index,
+                    {
+                        "IndexName",
+                        "KeySchema",
+                        "Projection",
+                        "ProvisionedThroughput",
+                        "ContributorInsightsSpecification",
+                    },
+                )
                 converted = {k: v for k, v in index.items() if k != "ContributorInsightsSpecification"}
                 if "ProvisionedThroughput" in converted:
                     converted["ProvisionedThroughput"] = throughput(converted["ProvisionedThroughput"])
@@ -882,8 +889,7 @@ def _dynamodb_table(p: Provisioner, r: _Resource) -> None:
         dynamodb.update_continuous_backups(
             TableName=name,
             PointInTimeRecoverySpecification={
-                "PointInTimeRecoveryEnabled": str(pitr.get("PointInTimeRecoveryEnabled")).lower()
-                == "true"
+                "PointInTimeRecoveryEnabled": str(pitr.get("PointInTimeRecoveryEnabled")).lower() == "true"
             },
         )
     attributes: dict[str, Any] = {"Arn": description["TableArn"]}
@@ -942,9 +948,7 @@ def _state_machine(p: Provisioner, r: _Resource) -> None:
     serverless = r.type == "AWS::Serverless::StateMachine"
     if serverless and props.get("Events"):
         raise TemplateError(f"{r.logical_id}: state machine Events are not supported locally")
-    name = str(
-        props.get("Name" if serverless else "StateMachineName") or p.generated_name(r.logical_id, max_length=80)
-    )
+    name = str(props.get("Name" if serverless else "StateMachineName") or p.generated_name(r.logical_id, max_length=80))
     kind = str(props.get("Type" if serverless else "StateMachineType", "STANDARD"))
     if "DefinitionUri" in props:
         definition = p.path(props["DefinitionUri"], f"{r.logical_id}.DefinitionUri").read_text()
@@ -964,7 +968,10 @@ def _state_machine(p: Provisioner, r: _Resource) -> None:
         "iam", f"role/{p.generated_name(r.logical_id)}-role", region=False
     )
     arn = p.endpoint.client("stepfunctions").create_state_machine(
-        name=name, definition=definition, roleArn=str(role), type=kind,
+        name=name,
+        definition=definition,
+        roleArn=str(role),
+        type=kind,
         tags=[{"key": t["Key"], "value": t["Value"]} for t in _tags(props.get("Tags"))],
     )["stateMachineArn"]
     p.register(r.logical_id, arn, Arn=arn, Name=name)
@@ -1000,12 +1007,13 @@ def _serverless_function(p: Provisioner, r: _Resource) -> None:
             raise TemplateError(f"{context}: layer {layer} is not a LayerVersion of this template")
         layer_dirs.append(p._layers[layer])
     variables = (props.get("Environment") or {}).get("Variables") or {}
-    environment = {
-        str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in variables.items()
-    }
+    environment = {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in variables.items()}
     invoke = props.get("EventInvokeConfig") or {}
-    _only(f"{context}.EventInvokeConfig", invoke,
-          {"MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig"})
+    _only(
+        f"{context}.EventInvokeConfig",
+        invoke,
+        {"MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig"},
+    )
     destinations = invoke.get("DestinationConfig") or {}
     dead_letter = props.get("DeadLetterQueue")
     async_config = AsyncInvokeConfig(
@@ -1034,8 +1042,7 @@ def _serverless_function(p: Provisioner, r: _Resource) -> None:
         _function_event(p, config, f"{context}.Events.{event_id}", event)
 
 
-def _function_event(p: Provisioner, config: FunctionConfig, context: str,
-                    event: Mapping[str, Any]) -> None:
+def _function_event(p: Provisioner, config: FunctionConfig, context: str, event: Mapping[str, Any]) -> None:
     kind = event.get("Type")
     props = event.get("Properties") or {}
     if kind == "Api":
@@ -1049,23 +1056,33 @@ def _function_event(p: Provisioner, config: FunctionConfig, context: str,
         method = str(props["Method"]).upper()
         p.add_route(api_id, ApiRoute(path=str(props["Path"]), method=method, function=config.name))
     elif kind == "SQS":
-        _only(context, props, {"Queue", "BatchSize", "MaximumBatchingWindowInSeconds",
-                               "FunctionResponseTypes", "Enabled", "ScalingConfig"})
+        _only(
+            context,
+            props,
+            {
+                "Queue",
+                "BatchSize",
+                "MaximumBatchingWindowInSeconds",
+                "FunctionResponseTypes",
+                "Enabled",
+                "ScalingConfig",
+            },
+        )
         scaling = props.get("ScalingConfig") or {}
         mapping = SqsMapping(
             function=config.name,
             queue_arn=str(props["Queue"]),
             batch_size=_int(props.get("BatchSize", 10)),
             batching_window_seconds=_int(props.get("MaximumBatchingWindowInSeconds", 0)),
-            report_batch_item_failures="ReportBatchItemFailures"
-            in (props.get("FunctionResponseTypes") or []),
+            report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
             enabled=str(props.get("Enabled", True)).lower() == "true",
             maximum_concurrency=_int(scaling["MaximumConcurrency"]) if scaling else None,
         )
         p.stack.sqs_mappings.append(mapping)
     elif kind == "SNS":
-        _only(context, props, {"Topic", "FilterPolicy", "FilterPolicyScope", "Region",
-                               "SqsSubscription", "RedrivePolicy"})
+        _only(
+            context, props, {"Topic", "FilterPolicy", "FilterPolicyScope", "Region", "SqsSubscription", "RedrivePolicy"}
+        )
         if props.get("SqsSubscription"):
             raise TemplateError(f"{context}: SqsSubscription is not supported locally")
         p.stack.sns_subscriptions.append(
@@ -1104,12 +1121,24 @@ _FUNCTION_IGNORED = {
 _SUPPORT: dict[str, _TypeSupport] = {
     "AWS::S3::Bucket": _TypeSupport(
         _s3_bucket,
-        frozenset({"BucketName", "BucketEncryption", "PublicAccessBlockConfiguration",
-                   "OwnershipControls", "VersioningConfiguration", "CorsConfiguration",
-                   "LifecycleConfiguration", "NotificationConfiguration", "Tags"}),
-        {"LoggingConfiguration": "no access logs locally",
-         "MetricsConfigurations": "no CloudWatch locally",
-         "IntelligentTieringConfigurations": "no storage classes locally"},
+        frozenset(
+            {
+                "BucketName",
+                "BucketEncryption",
+                "PublicAccessBlockConfiguration",
+                "OwnershipControls",
+                "VersioningConfiguration",
+                "CorsConfiguration",
+                "LifecycleConfiguration",
+                "NotificationConfiguration",
+                "Tags",
+            }
+        ),
+        {
+            "LoggingConfiguration": "no access logs locally",
+            "MetricsConfigurations": "no CloudWatch locally",
+            "IntelligentTieringConfigurations": "no storage classes locally",
+        },
     ),
     "AWS::SQS::Queue": _TypeSupport(
         _sqs_queue,
@@ -1118,33 +1147,68 @@ _SUPPORT: dict[str, _TypeSupport] = {
     ),
     "AWS::SNS::Topic": _TypeSupport(
         _sns_topic,
-        frozenset({"TopicName", "DisplayName", "KmsMasterKeyId", "FifoTopic",
-                   "ContentBasedDeduplication", "SignatureVersion", "TracingConfig",
-                   "Subscription", "Tags"}),
-        {"DeliveryStatusLogging": "no CloudWatch locally",
-         "ArchivePolicy": "no message archive locally"},
+        frozenset(
+            {
+                "TopicName",
+                "DisplayName",
+                "KmsMasterKeyId",
+                "FifoTopic",
+                "ContentBasedDeduplication",
+                "SignatureVersion",
+                "TracingConfig",
+                "Subscription",
+                "Tags",
+            }
+        ),
+        {"DeliveryStatusLogging": "no CloudWatch locally", "ArchivePolicy": "no message archive locally"},
     ),
     "AWS::SNS::Subscription": _TypeSupport(
         _sns_subscription,
-        frozenset({"TopicArn", "Protocol", "Endpoint", "FilterPolicy", "FilterPolicyScope",
-                   "RawMessageDelivery", "RedrivePolicy"}),
+        frozenset(
+            {
+                "TopicArn",
+                "Protocol",
+                "Endpoint",
+                "FilterPolicy",
+                "FilterPolicyScope",
+                "RawMessageDelivery",
+                "RedrivePolicy",
+            }
+        ),
         {"Region": "one region locally"},
     ),
     "AWS::DynamoDB::Table": _TypeSupport(
         _dynamodb_table,
-        frozenset({"TableName", "AttributeDefinitions", "KeySchema", "BillingMode",
-                   "ProvisionedThroughput", "GlobalSecondaryIndexes", "LocalSecondaryIndexes",
-                   "StreamSpecification", "SSESpecification", "TableClass",
-                   "DeletionProtectionEnabled", "TimeToLiveSpecification",
-                   "PointInTimeRecoverySpecification", "Tags"}),
+        frozenset(
+            {
+                "TableName",
+                "AttributeDefinitions",
+                "KeySchema",
+                "BillingMode",
+                "ProvisionedThroughput",
+                "GlobalSecondaryIndexes",
+                "LocalSecondaryIndexes",
+                "StreamSpecification",
+                "SSESpecification",
+                "TableClass",
+                "DeletionProtectionEnabled",
+                "TimeToLiveSpecification",
+                "PointInTimeRecoverySpecification",
+                "Tags",
+            }
+        ),
         {"ContributorInsightsSpecification": "no CloudWatch locally"},
     ),
     "AWS::SES::EmailIdentity": _TypeSupport(
         _ses_email_identity,
         frozenset({"EmailIdentity"}),
-        {"DkimAttributes": "no DKIM locally", "DkimSigningAttributes": "no DKIM locally",
-         "FeedbackAttributes": "no feedback locally", "MailFromAttributes": "no MAIL FROM locally",
-         "ConfigurationSetAttributes": "no configuration sets locally"},
+        {
+            "DkimAttributes": "no DKIM locally",
+            "DkimSigningAttributes": "no DKIM locally",
+            "FeedbackAttributes": "no feedback locally",
+            "MailFromAttributes": "no MAIL FROM locally",
+            "ConfigurationSetAttributes": "no configuration sets locally",
+        },
     ),
     "AWS::SSM::Parameter": _TypeSupport(
         _ssm_parameter,
@@ -1154,42 +1218,74 @@ _SUPPORT: dict[str, _TypeSupport] = {
     "AWS::Serverless::LayerVersion": _TypeSupport(
         _layer_version,
         frozenset({"ContentUri", "LayerName"}),
-        {"Description": "metadata", "CompatibleRuntimes": "metadata",
-         "CompatibleArchitectures": "metadata", "RetentionPolicy": "no versions locally",
-         "LicenseInfo": "metadata"},
+        {
+            "Description": "metadata",
+            "CompatibleRuntimes": "metadata",
+            "CompatibleArchitectures": "metadata",
+            "RetentionPolicy": "no versions locally",
+            "LicenseInfo": "metadata",
+        },
     ),
     "AWS::Serverless::Api": _TypeSupport(
         _serverless_api,
         frozenset({"StageName", "Cors", "BinaryMediaTypes", "GatewayResponses", "Variables"}),
-        {"Name": "metadata", "Description": "metadata",
-         "OpenApiVersion": "no OpenAPI export locally",
-         "EndpointConfiguration": "served on 127.0.0.1",
-         "TracingEnabled": "no X-Ray locally",
-         "AccessLogSetting": "requests are logged to the stack's log stream",
-         "MethodSettings": "no throttling locally",
-         "Tags": "metadata", "CacheClusterEnabled": "no cache locally",
-         "MinimumCompressionSize": "no compression locally"},
+        {
+            "Name": "metadata",
+            "Description": "metadata",
+            "OpenApiVersion": "no OpenAPI export locally",
+            "EndpointConfiguration": "served on 127.0.0.1",
+            "TracingEnabled": "no X-Ray locally",
+            "AccessLogSetting": "requests are logged to the stack's log stream",
+            "MethodSettings": "no throttling locally",
+            "Tags": "metadata",
+            "CacheClusterEnabled": "no cache locally",
+            "MinimumCompressionSize": "no compression locally",
+        },
     ),
     "AWS::Serverless::StateMachine": _TypeSupport(
         _state_machine,
-        frozenset({"Name", "Type", "DefinitionUri", "Definition", "DefinitionSubstitutions",
-                   "Role", "Events", "Tags"}),
-        {"Policies": "IAM is not enforced locally", "PermissionsBoundary": "IAM not enforced",
-         "RolePath": "IAM is not enforced locally", "Logging": "no CloudWatch Logs locally",
-         "Tracing": "no X-Ray locally"},
+        frozenset({"Name", "Type", "DefinitionUri", "Definition", "DefinitionSubstitutions", "Role", "Events", "Tags"}),
+        {
+            "Policies": "IAM is not enforced locally",
+            "PermissionsBoundary": "IAM not enforced",
+            "RolePath": "IAM is not enforced locally",
+            "Logging": "no CloudWatch Logs locally",
+            "Tracing": "no X-Ray locally",
+        },
     ),
     "AWS::StepFunctions::StateMachine": _TypeSupport(
         _state_machine,
-        frozenset({"StateMachineName", "StateMachineType", "DefinitionString", "Definition",
-                   "DefinitionSubstitutions", "RoleArn", "Tags"}),
-        {"LoggingConfiguration": "no CloudWatch Logs locally",
-         "TracingConfiguration": "no X-Ray locally"},
+        frozenset(
+            {
+                "StateMachineName",
+                "StateMachineType",
+                "DefinitionString",
+                "Definition",
+                "DefinitionSubstitutions",
+                "RoleArn",
+                "Tags",
+            }
+        ),
+        {"LoggingConfiguration": "no CloudWatch Logs locally", "TracingConfiguration": "no X-Ray locally"},
     ),
     "AWS::Serverless::Function": _TypeSupport(
         _serverless_function,
-        frozenset({"FunctionName", "CodeUri", "Handler", "Runtime", "Timeout", "MemorySize",
-                   "Environment", "Layers", "Events", "EventInvokeConfig", "DeadLetterQueue",
-                   "PackageType"}),
+        frozenset(
+            {
+                "FunctionName",
+                "CodeUri",
+                "Handler",
+                "Runtime",
+                "Timeout",
+                "MemorySize",
+                "Environment",
+                "Layers",
+                "Events",
+                "EventInvokeConfig",
+                "DeadLetterQueue",
+                "PackageType",
+            }
+        ),
         _FUNCTION_IGNORED,
     ),
 }

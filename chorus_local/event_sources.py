@@ -153,13 +153,9 @@ class SqsPoller:
         self._sqs = endpoint.client("sqs")
         concurrency = min(runtime.pool_size, mapping.maximum_concurrency or runtime.pool_size)
         self._slots = threading.Semaphore(concurrency)
-        self._executor = ThreadPoolExecutor(
-            max_workers=concurrency, thread_name_prefix=f"sqs-{mapping.function}"
-        )
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"sqs-{mapping.function}")
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"sqs-poller-{mapping.queue_name}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"sqs-poller-{mapping.queue_name}", daemon=True)
         self._queue_url = ""
 
     def start(self) -> None:
@@ -232,8 +228,11 @@ class SqsPoller:
             result = self._runtime.invoke(self.mapping.function, event)
             by_id = {message["MessageId"]: message for message in batch}
             if result.function_error:
-                log.info("%s failed a batch of %d; messages return after the visibility timeout",
-                         self.mapping.function, len(batch))
+                log.info(
+                    "%s failed a batch of %d; messages return after the visibility timeout",
+                    self.mapping.function,
+                    len(batch),
+                )
                 return
             failed: set[str] = set()
             if self.mapping.report_batch_item_failures:
@@ -255,13 +254,11 @@ class SqsPoller:
             response = self._sqs.delete_message_batch(
                 QueueUrl=self._queue_url,
                 Entries=[
-                    {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
-                    for index, message in enumerate(chunk)
+                    {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]} for index, message in enumerate(chunk)
                 ],
             )
             for failure in response.get("Failed", []):
-                log.warning("could not delete a message from %s: %s",
-                            self.mapping.queue_name, failure)
+                log.warning("could not delete a message from %s: %s", self.mapping.queue_name, failure)
 
 
 def sns_event(message: Mapping[str, Any], subscription_arn: str) -> dict[str, Any]:

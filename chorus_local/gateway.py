@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 import boto3
 from botocore.config import Config
@@ -43,9 +43,7 @@ _SNS_PATH = re.compile(r"^/_local/sns/(?P<function>[^/]+)/?$")
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 ASYNC_PAYLOAD_LIMIT = 256 * 1024
 
-SageMakerHandler = Callable[
-    [str, str, Mapping[str, str], bytes], tuple[int, Mapping[str, str], bytes]
-]
+SageMakerHandler = Callable[[str, str, Mapping[str, str], bytes], tuple[int, Mapping[str, str], bytes]]
 
 
 @dataclass
@@ -125,38 +123,45 @@ class AwsGateway:
     # -- Lambda Invoke ---------------------------------------------------------------------
 
     def _invoke(self, request: Request, name: str) -> Response:
+        # FunctionName may be a name, name:qualifier, or a (qualified) ARN; only $LATEST exists.
         qualifier = request.args.get("Qualifier")
+        parts = name.split(":")
+        if name.startswith("arn:") and len(parts) == 8:
+            qualifier = qualifier or parts[7]
+        elif not name.startswith("arn:") and len(parts) == 2:
+            qualifier = qualifier or parts[1]
         function = self._runtime.find(name)
         if function is None or qualifier not in (None, "$LATEST"):
-            arn = name if name.startswith("arn:") else (
-                f"arn:aws:lambda:{self._runtime.region}:{LOCAL_ACCOUNT_ID}:function:{name}"
+            arn = (
+                name
+                if name.startswith("arn:")
+                else f"arn:aws:lambda:{self._runtime.region}:{LOCAL_ACCOUNT_ID}:function:{parts[0]}"
             )
-            suffix = f":{qualifier}" if qualifier else ""
-            return _lambda_error(
-                404, "ResourceNotFoundException", f"Function not found: {arn}{suffix}"
-            )
+            suffix = f":{qualifier}" if qualifier and not arn.endswith(f":{qualifier}") else ""
+            return _lambda_error(404, "ResourceNotFoundException", f"Function not found: {arn}{suffix}")
         invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         payload = request.get_data() or b"{}"
         if invocation_type == "DryRun":
             response = Response(status=204)
             response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
             return response
+        try:
+            json.loads(payload)
+        except ValueError:
+            return _lambda_error(400, "InvalidRequestContentException", "Could not parse request body into json")
         if invocation_type == "Event":
             if len(payload) > ASYNC_PAYLOAD_LIMIT:
                 return _lambda_error(
                     413,
                     "RequestEntityTooLargeException",
-                    f"Request must be smaller than {ASYNC_PAYLOAD_LIMIT} bytes for the"
-                    " InvokeAsync operation",
+                    f"Request must be smaller than {ASYNC_PAYLOAD_LIMIT} bytes for the InvokeAsync operation",
                 )
             request_id = self._runtime.invoke_async(function.name, payload)
             response = Response(status=202)
             response.headers["x-amzn-RequestId"] = request_id
             return response
         if invocation_type != "RequestResponse":
-            return _lambda_error(
-                400, "InvalidParameterValueException", f"Invalid InvocationType {invocation_type}"
-            )
+            return _lambda_error(400, "InvalidParameterValueException", f"Invalid InvocationType {invocation_type}")
         if len(payload) > SYNC_PAYLOAD_LIMIT:
             return _lambda_error(
                 413,
@@ -180,6 +185,9 @@ class AwsGateway:
             message = json.loads(request.get_data(as_text=True))
         except ValueError:
             return Response("not an SNS delivery", status=400)
+        if self._runtime.find(function) is None:
+            log.warning("SNS delivery for unknown function %s dropped", function)
+            return Response("no such function", status=404)
         self._sns.deliver(function, message)
         return Response("", status=200)
 
@@ -187,10 +195,20 @@ class AwsGateway:
 
     @staticmethod
     def _is_sagemaker(environ: Mapping[str, Any]) -> bool:
-        # SageMaker runtime requests are SigV4-signed for the "sagemaker" service; checking the
-        # scope keeps any other API with an /endpoints/ path (none in moto today) with moto.
+        """SageMaker runtime requests are SigV4-signed for the "sagemaker" service.
+
+        Checking the credential scope (header or presigned query) keeps any other service's
+        `/endpoints/...` path (an S3 bucket named "endpoints", say) with moto. Unsigned requests
+        (curl) go to the SageMaker runtime.
+        """
         auth = str(environ.get("HTTP_AUTHORIZATION", ""))
-        return "/sagemaker/aws4_request" in auth or not auth
+        credential = auth.partition("Credential=")[2] or unquote(
+            dict(parse_qsl(str(environ.get("QUERY_STRING", "")))).get("X-Amz-Credential", "")
+        )
+        if not credential:
+            return True
+        scope = credential.split(",")[0].split("/")
+        return len(scope) >= 4 and scope[3] == "sagemaker"
 
     def _sagemaker_call(self, request: Request) -> Response:
         if self._sagemaker is None:
@@ -202,9 +220,7 @@ class AwsGateway:
         path = request.path
         if request.query_string:
             path += "?" + request.query_string.decode("latin-1")
-        status, headers, body = self._sagemaker(
-            request.method, path, dict(request.headers.items()), request.get_data()
-        )
+        status, headers, body = self._sagemaker(request.method, path, dict(request.headers.items()), request.get_data())
         return Response(body, status=status, headers=list(headers.items()))
 
 
@@ -226,9 +242,7 @@ class WsgiServer:
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass
 
-        self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=QuietHandler
-        )
+        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
 
     @property

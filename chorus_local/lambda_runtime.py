@@ -13,6 +13,7 @@ OnFailure destination (or the function's DeadLetterQueue), as Lambda does.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import logging
@@ -116,9 +117,7 @@ def _timestamp() -> str:
 
 
 def _error(request_id: str, error_type: str, message: str) -> bytes:
-    return json.dumps(
-        {"errorType": error_type, "errorMessage": f"RequestId: {request_id} Error: {message}"}
-    ).encode()
+    return json.dumps({"errorType": error_type, "errorMessage": f"RequestId: {request_id} Error: {message}"}).encode()
 
 
 class Worker:
@@ -143,9 +142,7 @@ class Worker:
         self._requests: IO[str] = os.fdopen(request_write, "w", encoding="utf-8")
         self._responses: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._ready = False
-        threading.Thread(
-            target=self._pump_logs, args=(sink,), name=f"logs-{config.name}", daemon=True
-        ).start()
+        threading.Thread(target=self._pump_logs, args=(sink,), name=f"logs-{config.name}", daemon=True).start()
         threading.Thread(
             target=self._pump_responses, args=(response_read,), name=f"rx-{config.name}", daemon=True
         ).start()
@@ -217,9 +214,7 @@ class Worker:
                 ),
                 "Unhandled",
             )
-        return InvocationResult(
-            request_id, message["payload"].encode("utf-8"), message.get("functionError")
-        )
+        return InvocationResult(request_id, message["payload"].encode("utf-8"), message.get("functionError"))
 
     def kill(self) -> None:
         if self.alive:
@@ -228,10 +223,8 @@ class Worker:
 
     def stop(self, grace_seconds: float = 2.0) -> None:
         """Close the request pipe (the worker's loop ends), then kill if it lingers."""
-        try:
+        with contextlib.suppress(OSError):
             self._requests.close()
-        except OSError:
-            pass
         try:
             self._process.wait(timeout=grace_seconds)
         except subprocess.TimeoutExpired:
@@ -241,9 +234,7 @@ class Worker:
 class FunctionPool:
     """Up to `size` workers for one function; invocations beyond that wait for a free worker."""
 
-    def __init__(
-        self, config: FunctionConfig, environment: dict[str, str], sink: LogSink, size: int
-    ) -> None:
+    def __init__(self, config: FunctionConfig, environment: dict[str, str], sink: LogSink, size: int) -> None:
         self.config = config
         self._environment = environment
         self._sink = sink
@@ -351,8 +342,9 @@ class AsyncInvoker:
         config = self._runtime.config(item.function)
         settings = config.async_config
         if time.time() - item.received > settings.maximum_event_age_seconds:
-            self._runtime.deliver_failure(config, item.payload, item.request_id, None,
-                                          item.attempts, "EventAgeExceeded")
+            self._runtime.deliver_failure(
+                config, item.payload, item.request_id, None, item.attempts, "EventAgeExceeded"
+            )
             return
         try:
             result = self._runtime.invoke(item.function, item.payload, request_id=item.request_id)
@@ -360,18 +352,21 @@ class AsyncInvoker:
             return
         item.attempts += 1
         if result.function_error is None:
-            self._runtime.deliver_success(config, item.payload, item.request_id, result,
-                                          item.attempts)
+            self._runtime.deliver_success(config, item.payload, item.request_id, result, item.attempts)
             return
         if item.attempts <= settings.maximum_retry_attempts:
             delay = self._delays[min(item.attempts - 1, len(self._delays) - 1)]
-            log.info("%s: async invocation %s failed (attempt %d), retrying in %.1fs",
-                     config.name, item.request_id, item.attempts, delay)
+            log.info(
+                "%s: async invocation %s failed (attempt %d), retrying in %.1fs",
+                config.name,
+                item.request_id,
+                item.attempts,
+                delay,
+            )
             item.due = time.time() + delay
             self._push(item)
             return
-        self._runtime.deliver_failure(config, item.payload, item.request_id, result,
-                                      item.attempts, "RetriesExhausted")
+        self._runtime.deliver_failure(config, item.payload, item.request_id, result, item.attempts, "RetriesExhausted")
 
     def close(self) -> None:
         with self._condition:
@@ -521,8 +516,13 @@ class LambdaRuntime:
         settings = config.async_config
         if settings.on_failure is not None:
             record = self._record(config, payload, request_id, result, attempts, condition)
-            log.warning("%s: async invocation %s failed (%s); record sent to %s",
-                        config.name, request_id, condition, settings.on_failure.arn)
+            log.warning(
+                "%s: async invocation %s failed (%s); record sent to %s",
+                config.name,
+                request_id,
+                condition,
+                settings.on_failure.arn,
+            )
             self._send(settings.on_failure, json.dumps(record))
         elif settings.dead_letter_queue is not None:
             # A function DLQ receives the original event, with the error as message attributes.
@@ -534,10 +534,14 @@ class LambdaRuntime:
             }
             self._send(settings.dead_letter_queue, payload.decode(), attributes)
         else:
-            log.warning("%s: async invocation %s failed (%s) and has no destination; dropped",
-                        config.name, request_id, condition)
+            log.warning(
+                "%s: async invocation %s failed (%s) and has no destination; dropped",
+                config.name,
+                request_id,
+                condition,
+            )
 
-    def _send(self, target: Destination, body: str, attributes: dict[str, str] | None = None):
+    def _send(self, target: Destination, body: str, attributes: dict[str, str] | None = None) -> None:
         try:
             if target.service == "sqs":
                 sqs = self.endpoint.client("sqs")
@@ -547,8 +551,7 @@ class LambdaRuntime:
                     QueueUrl=url["QueueUrl"],
                     MessageBody=body,
                     MessageAttributes={
-                        k: {"DataType": "String", "StringValue": v}
-                        for k, v in (attributes or {}).items()
+                        k: {"DataType": "String", "StringValue": v} for k, v in (attributes or {}).items()
                     },
                 )
             elif target.service == "sns":
@@ -556,8 +559,7 @@ class LambdaRuntime:
                     TopicArn=target.arn,
                     Message=body,
                     MessageAttributes={
-                        k: {"DataType": "String", "StringValue": v}
-                        for k, v in (attributes or {}).items()
+                        k: {"DataType": "String", "StringValue": v} for k, v in (attributes or {}).items()
                     },
                 )
             elif target.service == "lambda":

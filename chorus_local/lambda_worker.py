@@ -87,9 +87,7 @@ def _load_handler(spec: str) -> Callable[[Any, LambdaContext], Any]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise _InitError(
-            f"Unable to import module '{module_name}': {error}", "Runtime.ImportModuleError"
-        ) from error
+        raise _InitError(f"Unable to import module '{module_name}': {error}", "Runtime.ImportModuleError") from error
     handler = getattr(module, function_name, None)
     if handler is None:
         raise _InitError(
@@ -157,9 +155,7 @@ def main(argv: list[str]) -> int:
             assert init_error is not None
             body, function_error = _to_json(init_error), "Unhandled"
         else:
-            context = LambdaContext(
-                request_id, request["invokedFunctionArn"], int(request["deadlineMs"])
-            )
+            context = LambdaContext(request_id, request["invokedFunctionArn"], int(request["deadlineMs"]))
             try:
                 event = json.loads(request["payload"])
                 result = handler(event, context)

@@ -156,19 +156,17 @@ class LocalStack:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         # Bind first (port 0 picks a free port), then point moto's self-calls at it.
-        placeholder = AwsEndpoint(url="", region=REGION)
-        self.runtime = LambdaRuntime(
-            placeholder, self._sink, pool_size=self._workers, retry_delays=self._retry_delays
-        )
-        self._sns = SnsDeliveries(self.runtime, placeholder, "")
+        endpoint = AwsEndpoint(url="", region=REGION)  # URL known once bound
+        self.runtime = LambdaRuntime(endpoint, self._sink, pool_size=self._workers, retry_delays=self._retry_delays)
+        self._sns = SnsDeliveries(self.runtime, endpoint, "")
         moto_app = DomainDispatcherApplication(create_backend_app)
         self._gateway = AwsGateway(moto_app, self.runtime, self._sns)
         self._gateway_server = gateway_server(self._gateway, self._aws_port)
         port = self._gateway_server.port
         enable_moto_features(port)
-        placeholder.url = f"http://127.0.0.1:{port}"
-        self._sns.delivery_base_url = placeholder.url
-        self.endpoint = placeholder
+        endpoint.url = f"http://127.0.0.1:{port}"
+        self._sns.delivery_base_url = endpoint.url
+        self.endpoint = endpoint
         self._gateway_server.start()
         log.info("AWS gateway (moto %s) on %s", _moto_version(), self.aws_endpoint_url)
 
@@ -205,8 +203,9 @@ class LocalStack:
         from chorus_local.sagemaker import DEFAULT_ENDPOINTS_FILE, SageMakerRuntime
 
         accuracy = ensure_trained()
-        log.info("demo models ready (held-out accuracy %s)",
-                 ", ".join(f"{k} {v:.3f}" for k, v in sorted(accuracy.items())))
+        log.info(
+            "demo models ready (held-out accuracy %s)", ", ".join(f"{k} {v:.3f}" for k, v in sorted(accuracy.items()))
+        )
         refs = self.provisioned.refs
         missing = [r for r in (PAYLOADS_BUCKET, SUCCESS_TOPIC, ERROR_TOPIC) if r not in refs]
         if missing:

@@ -51,10 +51,16 @@ class RunningStack:
         self._workdir = Path(tempfile.mkdtemp(prefix="chorus-stack-"))
         ready_file = self._workdir / "ready.json"
         command = [
-            sys.executable, "-m", "chorus_local",
-            "--api-port", str(free_port()),
-            "--aws-port", str(free_port()),
-            "--ready-file", str(ready_file),
+            sys.executable,
+            "-m",
+            "chorus_local",
+            "--api-port",
+            str(free_port()),
+            "--aws-port",
+            str(free_port()),
+            "--ready-file",
+            str(ready_file),
+            "--exit-with-parent",
         ]
         if parameter_overrides:
             command += ["--parameter-overrides", *(f"{k}={v}" for k, v in parameter_overrides.items())]
@@ -104,13 +110,9 @@ class RunningStack:
             if ready_file.exists():
                 return dict(json.loads(ready_file.read_text()))
             if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"the local stack exited with {self._process.returncode}:\n{self.logs()[-6000:]}"
-                )
+                raise RuntimeError(f"the local stack exited with {self._process.returncode}:\n{self.logs()[-6000:]}")
             time.sleep(0.2)
-        raise TimeoutError(
-            f"the local stack was not ready in {READY_DEADLINE_SECONDS:.0f} s:\n{self.logs()[-6000:]}"
-        )
+        raise TimeoutError(f"the local stack was not ready in {READY_DEADLINE_SECONDS:.0f} s:\n{self.logs()[-6000:]}")
 
     def logs(self) -> str:
         """Everything the stack and its functions printed so far."""

@@ -108,7 +108,7 @@ def test_cancel_mid_flight_stops_the_execution_and_the_steps(scripted_stack, scr
     time.sleep(4)  # the forest model finishes its sleep; its late result must change nothing
     after = scripted.get(created["id"])
     assert after["status"] == "canceled"
-    assert all(step["status"] in {"canceled", "succeeded"} for step in after["steps"])
+    assert all(step["status"] in {"canceled", "succeeded"} for step in after["steps"]), after["steps"]
     assert_no_execution_running(scripted_stack, created["id"])
 
 
@@ -120,11 +120,20 @@ def test_duplicate_notification_for_a_child_changes_nothing(stack, client):
     assert before["status"] == "succeeded"
     # When SNS delivers the forest child's SageMaker notification a second time
     topic = next(t["TopicArn"] for t in stack.client("sns").list_topics()["Topics"] if "Success" in t["TopicArn"])
-    stack.client("sns").publish(TopicArn=topic, Message=json.dumps({
-        "invocationStatus": "Completed", "inferenceId": forest["id"], "eventSource": "aws:sagemaker",
-        "responseParameters": {"contentType": "application/json",
-                               "outputLocation": f"s3://nowhere/duplicate/{forest['id']}.out"},
-    }))
+    stack.client("sns").publish(
+        TopicArn=topic,
+        Message=json.dumps(
+            {
+                "invocationStatus": "Completed",
+                "inferenceId": forest["id"],
+                "eventSource": "aws:sagemaker",
+                "responseParameters": {
+                    "contentType": "application/json",
+                    "outputLocation": f"s3://nowhere/duplicate/{forest['id']}.out",
+                },
+            }
+        ),
+    )
     time.sleep(3)
     # Then neither the child nor the parent changes
     after = client.get(forest["id"])
@@ -150,9 +159,14 @@ def assert_no_execution_running(stack, execution_name: str) -> None:
     sfn = stack.client("stepfunctions")
     deadline = time.monotonic() + 20
     while True:
-        running = [e for page in sfn.get_paginator("list_executions").paginate(
-            stateMachineArn=_state_machine_arn(sfn, "digits-ensemble"), statusFilter="RUNNING")
-            for e in page["executions"] if e["name"] == execution_name]
+        running = [
+            e
+            for page in sfn.get_paginator("list_executions").paginate(
+                stateMachineArn=_state_machine_arn(sfn, "digits-ensemble"), statusFilter="RUNNING"
+            )
+            for e in page["executions"]
+            if e["name"] == execution_name
+        ]
         if not running:
             return
         assert time.monotonic() < deadline, f"execution {execution_name} still running"
@@ -160,5 +174,6 @@ def assert_no_execution_running(stack, execution_name: str) -> None:
 
 
 def _state_machine_arn(sfn, ensemble: str) -> str:
-    return next(m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]
-                if m["name"].endswith(f"-{ensemble}"))
+    return next(
+        m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"] if m["name"].endswith(f"-{ensemble}")
+    )

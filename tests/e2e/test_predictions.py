@@ -83,11 +83,13 @@ def test_sync_model_failure_fails_with_the_models_reason(client):
 
 def test_webhook_is_signed_and_verifiable(stack, client, receiver):
     pixels, label = digit_pixels(1400)
-    created = client.create({
-        "service": "digits-forest",
-        "input": {"pixels": pixels},
-        "callback": {"type": "webhook", "url": receiver.url, "events": ["start", "completed"]},
-    })
+    created = client.create(
+        {
+            "service": "digits-forest",
+            "input": {"pixels": pixels},
+            "callback": {"type": "webhook", "url": receiver.url, "events": ["start", "completed"]},
+        }
+    )
     wait_for_webhooks(receiver, 2)
     events = [Webhook(stack.webhook_secret).verify(r.body, r.headers) for r in receiver.received]
     assert [e["status"] for e in events] == ["running", "succeeded"]
@@ -99,8 +101,13 @@ def test_email_callback_is_sent_through_ses(stack, client):
     ses = stack.client("ses")
     before = ses.get_send_quota()["SentLast24Hours"]
     pixels, _ = digit_pixels(1401)
-    created = client.create({"service": "digits-svm", "input": {"pixels": pixels},
-                             "callback": {"type": "email", "address": "claims@example.com"}})
+    created = client.create(
+        {
+            "service": "digits-svm",
+            "input": {"pixels": pixels},
+            "callback": {"type": "email", "address": "claims@example.com"},
+        }
+    )
     assert client.wait(created["id"])["status"] == "succeeded"
     deadline = time.monotonic() + 20
     while ses.get_send_quota()["SentLast24Hours"] == before:
@@ -110,8 +117,9 @@ def test_email_callback_is_sent_through_ses(stack, client):
 
 def test_duplicate_upload_runs_the_model_once(client, receiver):
     image, _ = digit_png(1350)
-    created = client.create({"service": "digits-forest", "contentType": "image/png",
-                             "callback": {"type": "webhook", "url": receiver.url}})
+    created = client.create(
+        {"service": "digits-forest", "contentType": "image/png", "callback": {"type": "webhook", "url": receiver.url}}
+    )
     client.upload(created, image)
     client.upload(created, image)  # the presigned POST is reusable: S3 sends a second event
     assert client.wait(created["id"])["status"] == "succeeded"
@@ -154,8 +162,11 @@ def test_idempotency_key_makes_a_retried_submit_safe(client):
     [
         ({"service": "no-such-model"}, 400, "unknown_service"),
         ({"service": "digits-svm", "contentType": "text/csv"}, 415, "unsupported_content_type"),
-        ({"service": "digits-svm", "callback": {"type": "webhook", "url": "http://169.254.169.254/"}}, 400,
-         "invalid_callback"),
+        (
+            {"service": "digits-svm", "callback": {"type": "webhook", "url": "http://169.254.169.254/"}},
+            400,
+            "invalid_callback",
+        ),
         ({"service": "digits-svm", "unexpected": 1}, 400, "invalid_request"),
         ({}, 400, "invalid_request"),
     ],

@@ -88,3 +88,10 @@ class DeliveryFailed(ChorusError):
 
 class RegistryInvalid(ChorusError):
     code = "registry_invalid"
+
+
+class StepCanceled(ChorusError):
+    """An ensemble step was asked to start after its prediction had already finished."""
+
+    code = "step_canceled"
+    status = 409

@@ -6,6 +6,7 @@ message or retry finds the prediction already moved on and does nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -13,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from chorus import (
+    compiler,
     endpoints,
     executions,
     payloads,
@@ -306,10 +308,8 @@ def _failure_reason(record: PredictionRecord, result: sagemaker_events.Inference
     reason = (result.failure_reason or "").strip()
     if reason.startswith("{"):
         # A Lambda error relayed by Step Functions: keep its message, never its stack trace.
-        try:
+        with contextlib.suppress(json.JSONDecodeError, AttributeError):
             reason = str(json.loads(reason).get("errorMessage", "")) or reason
-        except (json.JSONDecodeError, AttributeError):
-            pass
     if not reason and record.kind == "ensemble":
         # Step Functions does not always carry the cause along; the failed step's record has it.
         failed = [c for c in predictions.children(record.id) if c.status is Status.FAILED and c.error]

@@ -9,7 +9,7 @@ from typing import Any
 
 from chorus import lifecycle, payloads, predictions
 from chorus.callbacks import notify
-from chorus.errors import InvalidInput
+from chorus.errors import InvalidInput, StepCanceled
 from chorus.events import StepInvocation, StepLocation
 from chorus.mapping import MappingError, render_mapping
 from chorus.observability import logger
@@ -57,6 +57,9 @@ def run_step(invocation: StepInvocation) -> dict[str, Any]:
     step = invocation.step
     where = f"step {step.name!r} ({step.service})"
     parent = predictions.get(invocation.parent.id)
+    if parent.status.terminal:
+        # The parent was canceled (or failed) while this task was being scheduled: start nothing.
+        raise StepCanceled(f"{where}: not started, the prediction is already {parent.status.value}")
     identifier = child_id(parent.id, step.name)
     callback = StepFunctionsCallback(taskToken=invocation.task_token)
     existing = predictions.find(identifier)

@@ -15,6 +15,7 @@ import pytest
 from chorus_local.stack import LocalStack
 from tests.integration.local.support import REPO_ROOT, STACK_NAME, TEST_TEMPLATE, free_port
 
+
 class CapturedLogs(io.StringIO):
     """The stack's single log stream, kept for assertions."""
 

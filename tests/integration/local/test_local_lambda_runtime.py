@@ -80,10 +80,17 @@ def test_dry_run_checks_the_function_without_running_it(aws):
     assert aws("lambda").invoke(FunctionName=ECHO, InvocationType="DryRun")["StatusCode"] == 204
 
 
-def test_unknown_function_is_resource_not_found(aws):
+def test_unknown_function_or_qualifier_is_resource_not_found(aws):
+    for name, qualifier in (("no-such-function", {}), (ECHO, {"Qualifier": "prod"}), (f"{ECHO_ARN}:prod", {})):
+        with pytest.raises(ClientError) as raised:
+            aws("lambda").invoke(FunctionName=name, Payload=b"{}", **qualifier)
+        assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_payload_that_is_not_json_is_rejected_like_lambda(aws):
     with pytest.raises(ClientError) as raised:
-        aws("lambda").invoke(FunctionName="no-such-function", Payload=b"{}")
-    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+        aws("lambda").invoke(FunctionName=ECHO, Payload=b"not json")
+    assert raised.value.response["Error"]["Code"] == "InvalidRequestContentException"
 
 
 def test_concurrent_invocations_beyond_the_pool_queue_instead_of_failing(aws):
@@ -132,3 +139,23 @@ def test_function_output_goes_to_one_log_stream_prefixed_with_the_function(aws, 
     assert "[echo] START RequestId:" in logs
     assert "[echo] [ERROR] ValueError: for the logs" in logs
     assert "[echo] REPORT RequestId:" in logs
+
+
+def test_state_machine_lambda_task_reaches_the_local_runtime(aws, local_stack):
+    # Given a Standard state machine whose Task is arn:aws:states:::lambda:invoke on the echo function
+    machine = local_stack.provisioned.ref("EchoStateMachine")
+    # When an execution starts
+    execution = aws("stepfunctions").start_execution(
+        stateMachineArn=machine, name=f"echo-{time.monotonic_ns()}", input=json.dumps({"x": 1})
+    )["executionArn"]
+
+    def finished() -> dict | None:
+        described = aws("stepfunctions").describe_execution(executionArn=execution)
+        return described if described["status"] != "RUNNING" else None
+
+    # Then moto's interpreter invoked the function through the gateway and used its result
+    described = wait_for(finished, timeout=30)
+    assert described["status"] == "SUCCEEDED", described
+    output = json.loads(described["output"])
+    assert output["event"] == {"x": 1}
+    assert output["context"]["function_name"] == ECHO

@@ -22,9 +22,11 @@ def observed(aws, observations, body: str) -> dict[str, dict]:
 
 
 def dlq_bodies(aws, url: str) -> dict[str, dict]:
-    messages = aws("sqs").receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageSystemAttributeNames=["All"]
-    ).get("Messages", [])
+    messages = (
+        aws("sqs")
+        .receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageSystemAttributeNames=["All"])
+        .get("Messages", [])
+    )
     return {m["Body"]: m for m in messages}
 
 
@@ -39,19 +41,32 @@ def test_records_have_lambdas_sqs_event_shape(aws, local_stack, observations):
     # Then the handler received it in Lambda's SQS record format
     record = wait_for(lambda: observed(aws, observations, body))["1"]["record"]
     assert set(record) >= {
-        "messageId", "receiptHandle", "body", "attributes", "messageAttributes", "md5OfBody",
-        "eventSource", "eventSourceARN", "awsRegion",
+        "messageId",
+        "receiptHandle",
+        "body",
+        "attributes",
+        "messageAttributes",
+        "md5OfBody",
+        "eventSource",
+        "eventSourceARN",
+        "awsRegion",
     }
     assert record["body"] == body
     assert record["eventSource"] == "aws:sqs"
     assert record["eventSourceARN"] == local_stack.provisioned.attribute("PartialQueue", "Arn")
     assert record["awsRegion"] == "us-east-1"
     assert set(record["attributes"]) >= {
-        "ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp",
+        "ApproximateReceiveCount",
+        "SentTimestamp",
+        "SenderId",
+        "ApproximateFirstReceiveTimestamp",
     }
     assert record["attributes"]["ApproximateReceiveCount"] == "1"
     assert record["messageAttributes"]["kind"] == {
-        "stringValue": "demo", "stringListValues": [], "binaryListValues": [], "dataType": "String",
+        "stringValue": "demo",
+        "stringListValues": [],
+        "binaryListValues": [],
+        "dataType": "String",
     }
 
 
