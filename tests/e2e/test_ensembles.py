@@ -119,7 +119,9 @@ def test_duplicate_notification_for_a_child_changes_nothing(stack, client):
     before = client.get(forest["id"])
     assert before["status"] == "succeeded"
     # When SNS delivers the forest child's SageMaker notification a second time
-    topic = next(t["TopicArn"] for t in stack.client("sns").list_topics()["Topics"] if "Success" in t["TopicArn"])
+    topic = next(
+        t["TopicArn"] for t in stack.client("sns").list_topics()["Topics"] if t["TopicArn"].endswith("-success")
+    )
     stack.client("sns").publish(
         TopicArn=topic,
         Message=json.dumps(

@@ -13,11 +13,14 @@ import boto3
 from botocore.config import Config
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=70)
+# Presigned URLs must be SigV4: SigV2 is refused by newer Regions and dropped by S3 elsewhere.
+_S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))
 
 
 @cache
 def client(service: str) -> Any:
-    return boto3.client(service, config=_CONFIG)  # type: ignore[call-overload]
+    config = _S3_CONFIG if service == "s3" else _CONFIG
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
 
 
 def reset_clients() -> None:
