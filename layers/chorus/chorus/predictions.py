@@ -19,7 +19,7 @@ _CONDITION_FAILED = "ConditionalCheckFailedException"
 def _serialize(value: Any) -> dict[str, Any]:
     from boto3.dynamodb.types import TypeSerializer
 
-    return TypeSerializer().serialize(_to_dynamo(value))
+    return dict(TypeSerializer().serialize(_to_dynamo(value)))
 
 
 def _to_dynamo(value: Any) -> Any:

@@ -94,7 +94,7 @@ class EmailCallback(BaseModel):
 class StepFunctionsCallback(BaseModel):
     """A child prediction of an ensemble: its result resumes the parent's waiting task."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     type: Literal["stepfunctions"] = "stepfunctions"
     task_token: Annotated[str, Field(alias="taskToken", max_length=8192)]

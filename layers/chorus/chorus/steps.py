@@ -61,7 +61,7 @@ def run_step(invocation: StepInvocation) -> dict[str, Any]:
         # The parent was canceled (or failed) while this task was being scheduled: start nothing.
         raise StepCanceled(f"{where}: not started, the prediction is already {parent.status.value}")
     identifier = child_id(parent.id, step.name)
-    callback = StepFunctionsCallback(taskToken=invocation.task_token)
+    callback = StepFunctionsCallback(task_token=invocation.task_token)
     existing = predictions.find(identifier)
     if existing is not None:
         return _resume(existing, callback)
@@ -87,12 +87,12 @@ def run_step(invocation: StepInvocation) -> dict[str, Any]:
             service=service.name,
             kind=service.kind,
             status=Status.AWAITING_INPUT,
-            createdAt=now,
-            updatedAt=now,
-            contentType=location.content_type,
+            created_at=now,
+            updated_at=now,
+            content_type=location.content_type,
             callback=callback,
-            parentId=parent.id,
-            stepName=step.name,
+            parent_id=parent.id,
+            step_name=step.name,
             metadata={},
             ttl=predictions.record_ttl(now),
         )
