@@ -127,3 +127,36 @@ def test_step_name_used_twice_is_rejected() -> None:
     # When the registry is parsed, Then the duplicate is named
     with pytest.raises(RegistryInvalid, match=r"step 'a': step name used twice"):
         parse_registry(document)
+
+
+def test_reference_reading_two_sources_is_rejected():
+    # Given a stacker input whose one expression hides a dependency on a second step
+    from chorus.errors import RegistryInvalid
+    from chorus.registry import parse_registry
+
+    document = {
+        "services": [
+            {
+                "name": "m",
+                "kind": "model",
+                "endpoint": {"name": "m", "mode": "sync"},
+                "contentTypes": ["application/json"],
+                "maxInputBytes": 10,
+            },
+            {
+                "name": "e",
+                "kind": "ensemble",
+                "contentTypes": ["application/json"],
+                "maxInputBytes": 10,
+                "steps": [
+                    {"name": "a", "service": "m"},
+                    {"name": "b", "service": "m"},
+                    {"name": "c", "service": "m", "input": {"x": "{{ a.output.p || b.output.p }}"}},
+                ],
+                "output": "{{ c }}",
+            },
+        ]
+    }
+    # Then validation names both sources
+    with pytest.raises(RegistryInvalid, match="reads a, b"):
+        parse_registry(document)

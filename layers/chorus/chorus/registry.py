@@ -32,8 +32,6 @@ StepName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 ContentType = Annotated[str, Field(pattern=r"^[\w.+-]+/[\w.+-]+$")]
 REFERENCE = re.compile(r"^\{\{\s*(?P<expr>.+?)\s*\}\}$")
 ROOT = re.compile(r"^(?P<root>[A-Za-z_][A-Za-z0-9_]*)")
-# A reference to a whole payload passes its S3 location on; anything deeper is read from S3.
-WHOLE_PAYLOAD = re.compile(r"^(?P<root>[A-Za-z_][A-Za-z0-9_]*)(\.output)?$")
 
 
 class _Strict(BaseModel):
@@ -100,6 +98,35 @@ def reference_root(expression: str) -> str:
     return match["root"]
 
 
+# JMESPath nodes whose first child is evaluated against the document and the rest against its
+# elements or result: only the first can name a source.
+_LEFT_ONLY = {
+    "subexpression",
+    "index_expression",
+    "projection",
+    "value_projection",
+    "filter_projection",
+    "flatten",
+    "pipe",
+    "slice",
+}
+
+
+def _sources(node: dict[str, Any]) -> set[str]:
+    kind = node.get("type")
+    if kind == "field":
+        return {node["value"]}
+    children = node.get("children", [])
+    if kind in _LEFT_ONLY:
+        return _sources(children[0]) if children else set()
+    return {name for child in children if isinstance(child, dict) for name in _sources(child)}
+
+
+def expression_sources(expression: str) -> set[str]:
+    """Every source (`input` or a step) an expression reads, e.g. both in `a.output.x || b.output.y`."""
+    return _sources(jmespath.compile(expression).parsed)
+
+
 def step_dependencies(step_input: Any) -> set[str]:
     return {reference_root(expr) for expr in references(step_input)} - {"input"}
 
@@ -163,6 +190,12 @@ def _check_references(mapping: Any, where: str, preceding: list[str], own: str |
         except JMESPathError as exc:
             raise RegistryInvalid(f"{where}: {expression!r} is not valid JMESPath ({exc})") from exc
         root = reference_root(expression)
+        sources = expression_sources(expression) | {root}
+        if len(sources) > 1:
+            raise RegistryInvalid(
+                f"{where}: {expression!r} reads {', '.join(sorted(sources))}; "
+                "a reference reads one source (use one reference per source)"
+            )
         if root == "input" or root in preceding:
             continue
         if root == own:
