@@ -84,7 +84,7 @@ def test_whole_input_reference_passes_the_object_on_without_a_copy(parent):
 
 def test_reference_to_a_missing_field_fails_naming_the_step(parent):
     step = {"name": "stacker", "service": "digits-stacker", "input": {"svm": "{{ svm.output.nothing }}"}}
-    with pytest.raises(MappingError, match="stacker.*svm.output.nothing"):
+    with pytest.raises(MappingError, match=r"stacker.*svm\.output\.nothing"):
         steps.run_step(invocation(parent, step))
 
 
