@@ -48,7 +48,7 @@ validate-registry: install
 	PYTHONPATH=layers/chorus $(PY) -m chorus.compiler --check
 
 benchmark: install
-	$(PY) benchmarks/run.py
+	$(PY) -m benchmarks.run
 
 build: install
 	SAM_CLI_TELEMETRY=0 PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/sam build

@@ -14,6 +14,7 @@ Everything else goes to moto unchanged.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -63,7 +64,8 @@ class AwsEndpoint:
                     service,  # type: ignore[call-overload]
                     endpoint_url=self.url,
                     region_name=self.region,
-                    config=Config(retries={"mode": "standard", "max_attempts": 3}),
+                    # Marks the local stack's own calls (pollers, SNS deliveries) in the call log.
+                    config=Config(retries={"mode": "standard", "max_attempts": 3}, user_agent_extra="chorus-local"),
                     **TEST_CREDENTIALS,
                 )
             return self._clients[service]
@@ -77,6 +79,81 @@ class AwsEndpoint:
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
         }
+
+
+class CallLog:
+    """Counts the AWS API calls that pass the gateway, by who made them, service and operation.
+
+    `GET /_local/calls` reads it and `DELETE /_local/calls` resets it, so a benchmark can count
+    what one prediction costs. Callers: `functions` (Lambda workers: botocore sends
+    `exec-env/AWS_Lambda_…`), `stepfunctions` (moto's interpreter signs with the key `ak`),
+    `local` (the local stack emulating AWS-internal work: SQS polling, SNS delivery, the SageMaker
+    runtime's own S3 and SNS traffic), `clients` (everyone else).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str, str], int] = {}
+
+    def record(self, environ: dict[str, Any]) -> None:
+        key = (_caller(environ), *_service_operation(environ))
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            items = sorted(self._counts.items())
+        return [{"caller": c, "service": s, "operation": o, "count": n} for (c, s, o), n in items]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+def _credential(environ: Mapping[str, Any]) -> list[str]:
+    auth = str(environ.get("HTTP_AUTHORIZATION", ""))
+    credential = auth.partition("Credential=")[2] or unquote(
+        dict(parse_qsl(str(environ.get("QUERY_STRING", "")))).get("X-Amz-Credential", "")
+    )
+    return credential.split(",")[0].split("/")
+
+
+def _caller(environ: Mapping[str, Any]) -> str:
+    agent = str(environ.get("HTTP_USER_AGENT", ""))
+    if "exec-env/AWS_Lambda" in agent:
+        return "functions"
+    if "chorus-local" in agent:
+        return "local"
+    if _credential(environ)[0] == "ak":
+        return "stepfunctions"
+    return "clients"
+
+
+def _service_operation(environ: dict[str, Any]) -> tuple[str, str]:
+    path = str(environ.get("PATH_INFO", ""))
+    method = str(environ.get("REQUEST_METHOD", "GET"))
+    if _INVOKE_PATH.match(path):
+        return "lambda", "Invoke"
+    scope = _credential(environ)
+    service = scope[3] if len(scope) >= 4 else "s3"
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    if target:
+        return service, target.rpartition(".")[2]
+    if path.startswith("/endpoints/"):
+        return "sagemaker", "InvokeEndpointAsync" if path.endswith("async-invocations") else "InvokeEndpoint"
+    if str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded"):
+        # Query-protocol services (SNS, SES): the operation is the form's Action. Read the body
+        # and put it back for moto.
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        action = dict(parse_qsl(body.decode("utf-8", "replace"))).get("Action")
+        if action:
+            return service, action
+    if service == "s3":
+        has_key = path.strip("/").count("/") >= 1
+        return service, f"{method} {'object' if has_key else 'bucket'}"
+    return service, method
 
 
 def _lambda_error(status: int, error_type: str, message: str) -> Response:
@@ -101,6 +178,7 @@ class AwsGateway:
         self._runtime = runtime
         self._sns = sns_deliveries
         self._sagemaker: SageMakerHandler | None = None
+        self.calls = CallLog()
 
     def attach_sagemaker(self, handler: SageMakerHandler) -> None:
         """Route SageMaker runtime calls once the runtime exists (it starts after provisioning)."""
@@ -110,6 +188,13 @@ class AwsGateway:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         response: Response | None = None
+        if path == "/_local/calls":
+            if method == "DELETE":
+                self.calls.reset()
+            response = Response(json.dumps({"calls": self.calls.snapshot()}), content_type="application/json")
+            return response(environ, start_response)
+        if not _SNS_PATH.match(path) and not path.startswith("/moto-api"):
+            self.calls.record(environ)
         if method == "POST" and (match := _INVOKE_PATH.match(path)):
             response = self._invoke(Request(environ), unquote(match["name"]))
         elif method == "POST" and (match := _SNS_PATH.match(path)):

@@ -254,8 +254,13 @@ class SageMakerRuntime:
         self._region = region
         session = boto3.session.Session(region_name=region)
         # Path-style addressing: a local endpoint URL has no per-bucket host names.
-        self._s3 = session.client("s3", endpoint_url=aws_endpoint_url, config=Config(s3={"addressing_style": "path"}))
-        self._sns = session.client("sns", endpoint_url=aws_endpoint_url)
+        # user_agent_extra marks this emulation's own traffic in the local stack's call log.
+        self._s3 = session.client(
+            "s3",
+            endpoint_url=aws_endpoint_url,
+            config=Config(s3={"addressing_style": "path"}, user_agent_extra="chorus-local"),
+        )
+        self._sns = session.client("sns", endpoint_url=aws_endpoint_url, config=Config(user_agent_extra="chorus-local"))
         self._endpoints = {config.name: Endpoint(config) for config in configs}
         self._server: ThreadingHTTPServer | None = None
         self._server_thread: threading.Thread | None = None

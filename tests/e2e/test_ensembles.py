@@ -79,7 +79,9 @@ def test_nested_ensemble_runs_the_inner_ensemble_as_a_step(client):
 
 def test_failing_step_fails_the_parent_naming_the_step(scripted_stack, scripted):
     pixels, _ = digit_pixels(1330)
-    created = scripted.create({"service": "digits-ensemble", "input": {"pixels": pixels, "fail": {"svm": "svm is broken"}}})
+    created = scripted.create(
+        {"service": "digits-ensemble", "input": {"pixels": pixels, "fail": {"svm": "svm is broken"}}}
+    )
     finished = scripted.wait(created["id"], timeout=120)
     assert finished["status"] == "failed"
     assert "svm" in finished["error"]["message"] and "svm is broken" in finished["error"]["message"]
@@ -100,7 +102,9 @@ def test_step_whose_callback_never_arrives_times_out_and_fails_the_parent(script
 
 def test_cancel_mid_flight_stops_the_execution_and_the_steps(scripted_stack, scripted):
     pixels, _ = digit_pixels(1332)
-    created = scripted.create({"service": "digits-ensemble", "input": {"pixels": pixels, "sleep": {"svm": 3, "forest": 3}}})
+    created = scripted.create(
+        {"service": "digits-ensemble", "input": {"pixels": pixels, "sleep": {"svm": 3, "forest": 3}}}
+    )
     scripted.wait(created["id"], until={"running"})
     time.sleep(1)  # let the steps start
     response = scripted.cancel(created["id"])

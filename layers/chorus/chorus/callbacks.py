@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -39,17 +40,19 @@ def webhook_secret() -> str:
     return str(_ssm().get(settings.webhook_secret_parameter, decrypt=True, max_age=300))
 
 
-def notify(record: PredictionRecord, event: Event, view: dict[str, Any]) -> None:
-    """Perform the record's callback for `event` once; raises DeliveryFailed to be retried."""
+def notify(record: PredictionRecord, event: Event, render: Callable[[PredictionRecord], dict[str, Any]]) -> None:
+    """Perform the record's callback for `event` once; raises DeliveryFailed to be retried.
+
+    `render` builds the public representation, only when a webhook or e-mail needs it."""
     callback = record.callback
     if callback is None or event in record.callback_delivered:
         return
     if isinstance(callback, StepFunctionsCallback) and event == "completed":
         _resume_parent(record, callback)
     elif isinstance(callback, WebhookCallback) and event in callback.events:
-        _send_webhook(record, callback, event, view)
+        _send_webhook(record, callback, event, render(record))
     elif isinstance(callback, EmailCallback) and event == "completed":
-        _send_email(record, callback, view)
+        _send_email(record, callback, render(record))
     else:
         return
     mark_callback_delivered(record.id, event)

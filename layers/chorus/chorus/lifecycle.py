@@ -270,7 +270,7 @@ def _mark_running(
             executions.stop(stop_arn, "prediction canceled")
         return None if current.status.terminal else current
     if first_start:
-        notify(running, "start", render(running))
+        notify(running, "start", render)
     return running
 
 
@@ -283,25 +283,29 @@ def step_timeouts(service: ServiceDefinition) -> dict[str, int]:
 
 def record_result(result: sagemaker_events.InferenceResult) -> None:
     """A SageMaker-format notification arrived (async endpoint, sync path or ensemble end)."""
-    record = predictions.find(result.inference_id)
-    if record is None:
-        logger.warning("result for an unknown prediction", extra={"inference_id": result.inference_id})
-        return
     if result.succeeded:
-        updated = predictions.transition(record.id, Status.SUCCEEDED, {"output": result.output().as_dict()})
+        updated = predictions.transition(result.inference_id, Status.SUCCEEDED, {"output": result.output().as_dict()})
     else:
-        reason = _failure_reason(record, result)
+        record = predictions.find(result.inference_id)
+        if record is None:
+            logger.warning("result for an unknown prediction", extra={"inference_id": result.inference_id})
+            return
         code = "step_failed" if record.kind == "ensemble" else "model_error"
         if result.error_code == "StepTimedOut":
             code = "step_timed_out"
-        updated = predictions.transition(record.id, Status.FAILED, {"error": {"code": code, "message": reason}})
+        error = {"code": code, "message": _failure_reason(record, result)}
+        updated = predictions.transition(record.id, Status.FAILED, {"error": error})
     if updated is None:
-        logger.info("duplicate or late result ignored", extra={"prediction_id": record.id, "status": record.status})
-        updated = predictions.get(record.id)
+        current = predictions.find(result.inference_id)
+        if current is None:
+            logger.warning("result for an unknown prediction", extra={"inference_id": result.inference_id})
+            return
+        logger.info("duplicate or late result ignored", extra={"prediction_id": current.id, "status": current.status})
+        updated = current
     else:
         metrics.add_metric(name=f"Predictions{updated.status.value.title()}", unit="Count", value=1)
     if updated.status.terminal:
-        notify(updated, "completed", render(updated))
+        notify(updated, "completed", render)
 
 
 def _failure_reason(record: PredictionRecord, result: sagemaker_events.InferenceResult) -> str:
@@ -323,7 +327,7 @@ def fail(prediction_id: str, error: ErrorDetail) -> None:
     failed = predictions.transition(prediction_id, Status.FAILED, {"error": error.model_dump()})
     if failed is not None:
         logger.info("prediction failed", extra={"prediction_id": prediction_id, "code": error.code})
-        notify(failed, "completed", render(failed))
+        notify(failed, "completed", render)
 
 
 # --- client operations ----------------------------------------------------------------------------
@@ -343,7 +347,7 @@ def describe(prediction_id: str) -> dict[str, Any]:
             {"error": {"code": "expired", "message": "no input arrived before the upload URL expired"}},
         )
         if expired is not None:
-            notify(expired, "completed", render(expired))
+            notify(expired, "completed", render)
         record = expired or predictions.get(prediction_id)
     return render(record)
 
@@ -360,7 +364,7 @@ def cancel(prediction_id: str) -> dict[str, Any]:
                 raise NotCancelable(f"prediction {prediction_id!r} already {record.status.value}")
         else:
             record = canceled
-            notify(record, "completed", render(record))
+            notify(record, "completed", render)
     return render(record)
 
 

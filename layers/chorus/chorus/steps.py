@@ -110,7 +110,7 @@ def _resume(child: PredictionRecord, callback: StepFunctionsCallback) -> dict[st
         child.id, {"callback": callback.model_dump(by_alias=True), "callbackDelivered": []}
     )
     if updated is not None and updated.status.terminal:
-        notify(updated, "completed", lifecycle.render(updated))
+        notify(updated, "completed", lifecycle.render)
     return {"childId": child.id, "resumed": True}
 
 
