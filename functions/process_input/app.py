@@ -1,4 +1,5 @@
-"""process-input: S3 upload events (through SQS) start their predictions."""
+"""process-input: S3 upload events (through SQS) start their predictions; due deadlines cancel
+what has not finished."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chorus import lifecycle
-from chorus.events import S3TestEvent, UploadRecord
+from chorus.events import DeadlineMessage, S3TestEvent, UploadRecord
 from chorus.observability import logger, metrics, tracer
 
 processor = BatchProcessor(event_type=EventType.SQS, model=UploadRecord, raise_on_entire_batch_failure=False)
@@ -18,6 +19,9 @@ processor = BatchProcessor(event_type=EventType.SQS, model=UploadRecord, raise_o
 def on_upload(record: UploadRecord) -> None:
     if isinstance(record.body, S3TestEvent):
         logger.info("skipping s3:TestEvent")
+        return
+    if isinstance(record.body, DeadlineMessage):
+        lifecycle.enforce_deadline(record.body.deadline.prediction_id, record.body.deadline.at)
         return
     for s3_record in record.body.records:
         if s3_record.event_name.startswith("ObjectCreated"):

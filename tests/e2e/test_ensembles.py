@@ -183,3 +183,24 @@ def _state_machine_arn(sfn, ensemble: str) -> str:
     return next(
         m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"] if m["name"].endswith(f"-{ensemble}")
     )
+
+
+def test_deadline_cancels_a_slow_ensemble_and_its_steps(scripted_stack, scripted):
+    # Given an ensemble whose forest step will take 6 s, and a 2-second deadline
+    pixels, _ = digit_pixels(1334)
+    created = scripted.create(
+        {"service": "digits-ensemble", "deadlineSeconds": 2, "input": {"pixels": pixels, "sleep": {"forest": 6}}}
+    )
+    # When the deadline passes, without anyone reading the prediction through the API
+    dynamodb = scripted_stack.client("dynamodb")
+    table = next(name for name in dynamodb.list_tables()["TableNames"] if "Predictions" in name)
+    deadline = time.monotonic() + 20
+    while dynamodb.get_item(TableName=table, Key={"id": {"S": created["id"]}})["Item"]["status"]["S"] != "canceled":
+        assert time.monotonic() < deadline, "the deadline message did not cancel the prediction"
+        time.sleep(0.2)
+    finished = scripted.get(created["id"])
+    # Then it is canceled with the reason, its execution stopped and its unfinished steps canceled
+    assert finished["status"] == "canceled"
+    assert finished["error"]["code"] == "deadline_exceeded"
+    assert steps_by_name(finished)["forest"]["status"] == "canceled"
+    assert_no_execution_running(scripted_stack, created["id"])

@@ -180,3 +180,15 @@ def test_sagemaker_notification_completes_the_prediction(new_prediction, sample,
     event["Records"][0]["Sns"]["Message"] = json.dumps(message)
     notifications.handler(event, FakeLambdaContext())
     assert predictions.get(created["id"]).status is status
+
+
+def test_due_deadline_message_cancels_the_prediction(new_prediction):
+    process_input = load_handler("process_input")
+    _, created = post(new_prediction, {"service": "digits-forest", "contentType": "image/png", "deadlineSeconds": 30})
+    event = load_event("process_input_deadline.json")
+    body = json.loads(event["Records"][0]["body"])
+    body["deadline"]["predictionId"] = created["id"]  # its `at` is in the past: due now
+    event["Records"][0]["body"] = json.dumps(body)
+    assert process_input.handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    record = predictions.get(created["id"])
+    assert record.status is Status.CANCELED and record.error.code == "deadline_exceeded"

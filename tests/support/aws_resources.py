@@ -61,6 +61,11 @@ def provision() -> dict[str, str]:
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
         env[variable] = topic_arn
+    deadline_queue = resource("DeadlineQueue")
+    env["DEADLINE_QUEUE_URL"] = sqs.create_queue(
+        QueueName="chorus-test-deadlines",
+        Attributes={"VisibilityTimeout": str(deadline_queue["VisibilityTimeout"])},
+    )["QueueUrl"]
     boto3.client("ssm").put_parameter(Name=SECRET_PARAMETER, Value=WEBHOOK_SECRET, Type="SecureString")
     boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
     return env
@@ -78,6 +83,14 @@ def published(logical_id: str) -> list[dict[str, Any]]:
         for message in batch:
             messages.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def delayed_deadlines() -> int:
+    """How many deadline messages wait, still delayed, in the deadline queue."""
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName="chorus-test-deadlines")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+    return int(attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"])
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -212,3 +212,42 @@ def test_upload_after_expiry_is_ignored(aws):
 def test_result_for_unknown_prediction_is_ignored(aws):
     lifecycle.record_result(completed("0" * 32))  # no exception, nothing created
     assert predictions.find("0" * 32) is None
+
+
+def test_deadline_is_scheduled_on_the_deadline_queue(aws):
+    view = submit(contentType="application/json", deadlineSeconds=120)
+    assert view["deadlineAt"] is not None
+    assert aws_resources.delayed_deadlines() == 1
+
+
+def test_due_deadline_cancels_an_unfinished_prediction(aws):
+    view = submit(contentType="application/json", deadlineSeconds=60)
+    upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
+    # When the deadline message arrives after the deadline
+    lifecycle.enforce_deadline(view["id"], utcnow() - timedelta(seconds=1))
+    # Then the running prediction is canceled, saying why
+    record = predictions.get(view["id"])
+    assert record.status is Status.CANCELED
+    assert record.error is not None and record.error.code == "deadline_exceeded"
+
+
+def test_deadline_further_out_than_one_delay_is_requeued(aws):
+    view = submit(contentType="application/json")
+    lifecycle.enforce_deadline(view["id"], utcnow() + timedelta(hours=2))
+    assert predictions.get(view["id"]).status is Status.AWAITING_INPUT
+    assert aws_resources.delayed_deadlines() == 1
+
+
+def test_deadline_of_a_finished_prediction_changes_nothing(aws):
+    view = submit(contentType="application/json", deadlineSeconds=60)
+    upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
+    lifecycle.record_result(completed(view["id"]))
+    lifecycle.enforce_deadline(view["id"], utcnow() - timedelta(seconds=1))
+    assert predictions.get(view["id"]).status is Status.SUCCEEDED
+
+
+def test_reading_a_prediction_past_its_deadline_cancels_it(aws):
+    view = submit(contentType="application/json", deadlineSeconds=60)
+    predictions.update_fields(view["id"], {"deadlineAt": iso(utcnow() - timedelta(seconds=5))})
+    described = lifecycle.describe(view["id"])
+    assert (described["status"], described["error"]["code"]) == ("canceled", "deadline_exceeded")

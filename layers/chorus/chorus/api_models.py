@@ -46,6 +46,7 @@ class PredictionRequest(_Request):
     content_type: Annotated[str | None, Field(alias="contentType", max_length=255)] = None
     callback: CallbackRequest | None = None
     metadata: dict[str, JsonValue] = {}
+    deadline_seconds: Annotated[int | None, Field(alias="deadlineSeconds", ge=1, le=7 * 24 * 3600)] = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -3,6 +3,7 @@ and the invocation Step Functions sends to get-transform-call."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
@@ -48,8 +49,21 @@ class S3TestEvent(_Loose):
     event: Literal["s3:TestEvent"] = Field(alias="Event")
 
 
+class Deadline(_Loose):
+    prediction_id: str = Field(alias="predictionId", min_length=1, max_length=64)
+    at: datetime
+
+
+class DeadlineMessage(_Loose):
+    """Sent (delayed) to the deadline queue when a request carries `deadlineSeconds`."""
+
+    deadline: Deadline
+
+
 class UploadRecord(SqsRecordModel):
-    body: Json[S3EventNotification | S3TestEvent]  # type: ignore[assignment]
+    """A process-input message: an S3 upload event, S3's test event, or a due deadline."""
+
+    body: Json[S3EventNotification | S3TestEvent | DeadlineMessage]  # type: ignore[assignment]
 
 
 class StepLocation(_Loose):

@@ -10,11 +10,12 @@ import contextlib
 import json
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from chorus import (
     compiler,
+    deadlines,
     endpoints,
     executions,
     payloads,
@@ -84,6 +85,7 @@ def submit(request: PredictionRequest, prediction_id: str | None = None) -> dict
         created_at=now,
         updated_at=now,
         upload_expires_at=now + timedelta(seconds=settings.upload_url_ttl_seconds),
+        deadline_at=now + timedelta(seconds=request.deadline_seconds) if request.deadline_seconds else None,
         content_type=content_type,
         metadata=request.metadata,
         callback=callback,
@@ -91,6 +93,8 @@ def submit(request: PredictionRequest, prediction_id: str | None = None) -> dict
     )
     predictions.create(record)
     metrics.add_metric(name="PredictionsSubmitted", unit="Count", value=1)
+    if record.deadline_at is not None:
+        deadlines.schedule(record.id, record.deadline_at)
     if inline:
         body = json.dumps(request.input, separators=(",", ":")).encode()
         if len(body) > service.max_input_bytes:
@@ -231,7 +235,7 @@ def _dispatch(record: PredictionRecord, service: ServiceDefinition) -> None:
         return
     assert service.endpoint is not None
     if service.endpoint.mode == "async":
-        endpoints.invoke_async(service.endpoint.name, record.id, record.input, service.timeout_seconds)
+        endpoints.invoke_async(service.endpoint.name, record.id, record.input, _time_left(record, service))
         _mark_running(record, {"leaseUntil": iso(now + NO_LEASE)})
         return
     running = _mark_running(record, {})
@@ -248,6 +252,13 @@ def _dispatch(record: PredictionRecord, service: ServiceDefinition) -> None:
         message = sagemaker_events.message(record.id, service.endpoint.name, record.input, "Completed", output=output)
     # The same notification an async endpoint sends: notifications has a single path for results.
     sagemaker_events.publish(message)
+
+
+def _time_left(record: PredictionRecord, service: ServiceDefinition) -> int:
+    """The service's timeout, shortened to what the request's deadline leaves."""
+    if record.deadline_at is None:
+        return service.timeout_seconds
+    return max(1, min(service.timeout_seconds, int((record.deadline_at - utcnow()).total_seconds())))
 
 
 def _mark_running(
@@ -349,6 +360,9 @@ def describe(prediction_id: str) -> dict[str, Any]:
         if expired is not None:
             notify(expired, "completed", render)
         record = expired or predictions.get(prediction_id)
+    if record.deadline_at and not record.status.terminal and utcnow() >= record.deadline_at:
+        enforce_deadline(record.id, record.deadline_at)
+        record = predictions.get(prediction_id)
     return render(record)
 
 
@@ -368,8 +382,23 @@ def cancel(prediction_id: str) -> dict[str, Any]:
     return render(record)
 
 
-def _cancel_tree(record: PredictionRecord) -> PredictionRecord | None:
-    canceled = predictions.transition(record.id, Status.CANCELED, {})
+def enforce_deadline(prediction_id: str, at: datetime) -> None:
+    """A deadline message is due (or a read noticed the deadline passed): cancel what is unfinished."""
+    if (at - utcnow()).total_seconds() > 1:
+        deadlines.schedule(prediction_id, at)  # further out than one SQS delay: wait again
+        return
+    record = predictions.find(prediction_id)
+    if record is None or record.status.terminal:
+        return
+    error = {"code": "deadline_exceeded", "message": f"the prediction did not finish by its deadline ({iso(at)})"}
+    canceled = _cancel_tree(record, error)
+    if canceled is not None:
+        logger.info("deadline exceeded", extra={"prediction_id": prediction_id})
+        notify(canceled, "completed", render)
+
+
+def _cancel_tree(record: PredictionRecord, error: dict[str, str] | None = None) -> PredictionRecord | None:
+    canceled = predictions.transition(record.id, Status.CANCELED, {"error": error} if error else {})
     if canceled is None:
         return None
     if canceled.execution_arn:
@@ -377,7 +406,7 @@ def _cancel_tree(record: PredictionRecord) -> PredictionRecord | None:
     for child in predictions.children(record.id):
         if not child.status.terminal:
             # The parent's execution is stopped: the children's tokens are spent, so no callback.
-            _cancel_tree(child)
+            _cancel_tree(child, error)
     return canceled
 
 

@@ -115,6 +115,7 @@ class PredictionRecord(BaseModel):
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime = Field(alias="updatedAt")
     upload_expires_at: datetime | None = Field(default=None, alias="uploadExpiresAt")
+    deadline_at: datetime | None = Field(default=None, alias="deadlineAt")
     queued_at: datetime | None = Field(default=None, alias="queuedAt")
     started_at: datetime | None = Field(default=None, alias="startedAt")
     completed_at: datetime | None = Field(default=None, alias="completedAt")

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_allowed_networks: str = ""
     sender_email: str = ""
+    deadline_queue_url: str = ""
     upload_url_ttl_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)
     output_url_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     record_ttl_days: int = Field(default=30, ge=1)

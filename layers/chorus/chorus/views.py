@@ -38,6 +38,8 @@ def render(
         "metadata": record.metadata,
         "metrics": timings(record),
     }
+    if record.deadline_at:
+        view["deadlineAt"] = iso(record.deadline_at)
     if record.parent_id:
         view["parentId"] = record.parent_id
         view["stepName"] = record.step_name
