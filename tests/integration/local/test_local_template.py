@@ -164,9 +164,10 @@ def test_product_template_functions_are_fully_resolved(product):
 
 
 def test_product_template_event_sources_and_api(product):
-    (mapping,) = product.sqs_mappings
-    assert mapping.queue_arn == product.attribute("UploadQueue", "Arn")
-    assert (mapping.batch_size, mapping.report_batch_item_failures) == (10, True)
+    mappings = {m.queue_arn: m for m in product.sqs_mappings}
+    assert set(mappings) == {product.attribute("UploadQueue", "Arn"), product.attribute("DeadlineQueue", "Arn")}
+    uploads = mappings[product.attribute("UploadQueue", "Arn")]
+    assert (uploads.batch_size, uploads.report_batch_item_failures) == (10, True)
     assert {(s.function, s.topic_arn) for s in product.sns_subscriptions} == {
         ("NotificationsFunction", product.ref("SuccessTopic")),
         ("NotificationsFunction", product.ref("ErrorTopic")),
