@@ -1,5 +1,6 @@
 """notifications: SageMaker-format results (async endpoints, the sync path, ensemble ends) update
-the prediction, then the caller is told (webhook, e-mail, or the parent ensemble's task token)."""
+the prediction, then the caller is told (webhook, e-mail, or the parent ensemble's task token).
+Executions that end outside their own failure path arrive from EventBridge as failures."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aws_lambda_powertools.utilities.parser.models import SnsModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chorus import lifecycle
+from chorus.events import ExecutionStatusChange
 from chorus.observability import logger, metrics, tracer
 from chorus.sagemaker_events import InferenceResult
 
@@ -18,7 +20,11 @@ from chorus.sagemaker_events import InferenceResult
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> None:
-    # SNS invokes asynchronously: raising makes Lambda retry, then the on-failure destination keeps it.
+    # SNS and EventBridge invoke asynchronously: raising makes them retry, then the DLQ keeps it.
+    if "detail-type" in event:
+        ended = parse(event=event, model=ExecutionStatusChange)
+        lifecycle.record_result(ended.detail.as_result())
+        return
     for record in parse(event=event, model=SnsModel).Records:
         result = InferenceResult.model_validate_json(record.Sns.Message)
         logger.info(

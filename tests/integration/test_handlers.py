@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from chorus import payloads, predictions
+from chorus.api_models import PredictionRequest
 from chorus.records import Status
 from tests.support import aws_resources
 from tests.support.aws_resources import load_event
@@ -188,7 +189,28 @@ def test_due_deadline_message_cancels_the_prediction(new_prediction):
     event = load_event("process_input_deadline.json")
     body = json.loads(event["Records"][0]["body"])
     body["deadline"]["predictionId"] = created["id"]  # its `at` is in the past: due now
+    predictions.update_fields(created["id"], {"deadlineAt": body["deadline"]["at"]})
     event["Records"][0]["body"] = json.dumps(body)
     assert process_input.handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
     record = predictions.get(created["id"])
     assert record.status is Status.CANCELED and record.error.code == "deadline_exceeded"
+
+
+def test_execution_that_ended_outside_its_failure_path_fails_the_prediction(aws):
+    # Given a running ensemble prediction
+    from chorus import lifecycle as domain
+
+    sfn = boto3.client("stepfunctions")
+    definition = (aws_resources.REPO / "statemachines/digits-ensemble.asl.json").read_text()
+    sfn.create_state_machine(
+        name="chorus-test-digits-ensemble", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
+    )
+    view = domain.submit(PredictionRequest(service="digits-ensemble", input={"pixels": [0] * 64}))
+    domain.receive_upload(aws_resources.BUCKET, payloads.upload_key(view["id"]))
+    # When EventBridge reports its execution FAILED with an uncatchable error
+    event = load_event("notifications_execution_failed.json")
+    event["detail"]["name"] = view["id"]
+    load_handler("notifications").handler(event, FakeLambdaContext())
+    # Then the prediction failed, saying so
+    record = predictions.get(view["id"])
+    assert record.status is Status.FAILED and "States.Runtime" in record.error.message

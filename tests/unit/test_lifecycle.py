@@ -215,15 +215,21 @@ def test_result_for_unknown_prediction_is_ignored(aws):
 
 
 def test_deadline_is_scheduled_on_the_deadline_queue(aws):
-    view = submit(contentType="application/json", deadlineSeconds=120)
+    view = submit(input=PIXELS, deadlineSeconds=120)
     assert view["deadlineAt"] is not None
+    assert aws_resources.delayed_deadlines() == 1
+
+
+def test_upload_expiry_is_scheduled_so_it_happens_without_a_read(aws):
+    submit(contentType="application/json")
     assert aws_resources.delayed_deadlines() == 1
 
 
 def test_due_deadline_cancels_an_unfinished_prediction(aws):
     view = submit(contentType="application/json", deadlineSeconds=60)
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
-    # When the deadline message arrives after the deadline
+    # When the deadline passes and its message arrives
+    predictions.update_fields(view["id"], {"deadlineAt": iso(utcnow() - timedelta(seconds=1))})
     lifecycle.enforce_deadline(view["id"], utcnow() - timedelta(seconds=1))
     # Then the running prediction is canceled, saying why
     record = predictions.get(view["id"])
@@ -233,9 +239,10 @@ def test_due_deadline_cancels_an_unfinished_prediction(aws):
 
 def test_deadline_further_out_than_one_delay_is_requeued(aws):
     view = submit(contentType="application/json")
+    before = aws_resources.delayed_deadlines()
     lifecycle.enforce_deadline(view["id"], utcnow() + timedelta(hours=2))
     assert predictions.get(view["id"]).status is Status.AWAITING_INPUT
-    assert aws_resources.delayed_deadlines() == 1
+    assert aws_resources.delayed_deadlines() == before + 1
 
 
 def test_deadline_of_a_finished_prediction_changes_nothing(aws):
@@ -251,3 +258,29 @@ def test_reading_a_prediction_past_its_deadline_cancels_it(aws):
     predictions.update_fields(view["id"], {"deadlineAt": iso(utcnow() - timedelta(seconds=5))})
     described = lifecycle.describe(view["id"])
     assert (described["status"], described["error"]["code"]) == ("canceled", "deadline_exceeded")
+
+
+def test_very_long_model_error_is_kept_readable(aws):
+    view = submit(contentType="application/json")
+    upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
+    lifecycle.record_result(
+        InferenceResult.model_validate(
+            {"invocationStatus": "Failed", "inferenceId": view["id"], "failureReason": "Traceback\n" * 3000}
+        )
+    )
+    described = lifecycle.describe(view["id"])
+    assert described["status"] == "failed" and len(described["error"]["message"]) == 4096
+
+
+def test_due_upload_expiry_message_expires_the_prediction(aws):
+    view = submit(contentType="application/json")
+    predictions.update_fields(view["id"], {"uploadExpiresAt": iso(utcnow() - timedelta(minutes=5))})
+    lifecycle.enforce_deadline(view["id"], utcnow())
+    assert predictions.get(view["id"]).status is Status.EXPIRED
+
+
+def test_inline_input_is_stored_where_uploads_land(aws):
+    view = submit(input=PIXELS)
+    assert view["status"] == "awaiting_input" and "upload" not in view
+    stored = boto3.client("s3").get_object(Bucket=aws_resources.BUCKET, Key=payloads.upload_key(view["id"]))
+    assert json.loads(stored["Body"].read()) == PIXELS

@@ -144,6 +144,7 @@ def test_ensemble_upload_starts_the_execution_named_after_the_prediction(aws):
         name="chorus-test-digits-ensemble", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
     )
     view = lifecycle.submit(PredictionRequest(service="digits-ensemble", input={"pixels": [0] * 64}))
+    lifecycle.receive_upload(aws_resources.BUCKET, payloads.upload_key(view["id"]))
     record = predictions.get(view["id"])
     assert record.status.value == "running"
     assert record.execution_arn is not None and record.execution_arn.endswith(f":{view['id']}")

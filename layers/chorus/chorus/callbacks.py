@@ -13,7 +13,7 @@ from chorus import executions, webhooks
 from chorus.aws import client
 from chorus.errors import DeliveryFailed, WebhookRefused
 from chorus.observability import logger
-from chorus.predictions import mark_callback_delivered
+from chorus.predictions import claim_callback, find, mark_callback_delivered
 from chorus.records import (
     EmailCallback,
     PredictionRecord,
@@ -24,6 +24,8 @@ from chorus.records import (
 from chorus.settings import get_settings
 
 Event = Literal["start", "completed"]
+# Longer than one webhook delivery with its in-invocation retries (3 x 10 s + backoff).
+CALLBACK_CLAIM_SECONDS = 45
 
 
 @lru_cache(maxsize=1)
@@ -48,13 +50,20 @@ def notify(record: PredictionRecord, event: Event, render: Callable[[PredictionR
     if callback is None or event in record.callback_delivered:
         return
     if isinstance(callback, StepFunctionsCallback) and event == "completed":
-        _resume_parent(record, callback)
+        send = lambda: _resume_parent(record, callback)  # noqa: E731
     elif isinstance(callback, WebhookCallback) and event in callback.events:
-        _send_webhook(record, callback, event, render(record))
+        send = lambda: _send_webhook(record, callback, event, render(record))  # noqa: E731
     elif isinstance(callback, EmailCallback) and event == "completed":
-        _send_email(record, callback, render(record))
+        send = lambda: _send_email(record, callback, render(record))  # noqa: E731
     else:
         return
+    if not claim_callback(record.id, event, CALLBACK_CLAIM_SECONDS):
+        fresh = find(record.id)
+        if fresh is None or event in fresh.callback_delivered:
+            return
+        # Another invocation is sending it; if that one fails, this retry must not be lost.
+        raise DeliveryFailed(f"the {event} callback of {record.id} is being sent by another invocation")
+    send()
     mark_callback_delivered(record.id, event)
 
 

@@ -7,8 +7,10 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
 from pydantic import BaseModel, ConfigDict, Field, Json, JsonValue
+
+from chorus.sagemaker_events import InferenceResult
 
 
 class _Loose(BaseModel):
@@ -101,3 +103,22 @@ class StepInvocation(BaseModel):
 
     def locations(self) -> dict[str, Any]:
         return {"input": self.parent.input, **self.outputs}
+
+
+class ExecutionDetail(_Loose):
+    name: str  # the execution name is the prediction id
+    status: str
+    error: str | None = None
+    cause: str | None = None
+
+    def as_result(self) -> InferenceResult:
+        reason = f"the ensemble's execution ended {self.status}" + (f": {self.error}" if self.error else "")
+        return InferenceResult.model_validate(
+            {"inferenceId": self.name, "invocationStatus": "Failed", "failureReason": reason}
+        )
+
+
+class ExecutionStatusChange(EventBridgeModel):
+    """EventBridge's "Step Functions Execution Status Change" (FAILED, TIMED_OUT, ABORTED)."""
+
+    detail: ExecutionDetail  # type: ignore[assignment]

@@ -27,6 +27,7 @@ from chorus import (
 from chorus.api_models import PredictionRequest
 from chorus.callbacks import notify
 from chorus.errors import (
+    DeliveryFailed,
     EndpointError,
     InvalidCallback,
     InvalidRequest,
@@ -70,11 +71,16 @@ def render(record: PredictionRecord) -> dict[str, Any]:
 
 
 def submit(request: PredictionRequest, prediction_id: str | None = None) -> dict[str, Any]:
-    """Create a prediction. Inline input is processed at once; otherwise answer with an upload URL."""
+    """Create a prediction and answer with its upload URL, or, for inline input, store the input
+    where an upload lands: the S3 event then starts it through the same path, with the same retries
+    (a model is never called from the API request path)."""
     service = get_registry().require_enabled(request.service)
     inline = request.input is not None
     content_type = _content_type(service, request, inline)
     callback = _callback(request)
+    body = json.dumps(request.input, separators=(",", ":")).encode() if inline else b""
+    if len(body) > service.max_input_bytes:
+        raise PayloadTooLarge(f"input is {len(body)} bytes; {service.name} accepts at most {service.max_input_bytes}")
     settings = get_settings()
     now = utcnow()
     record = PredictionRecord(
@@ -96,14 +102,10 @@ def submit(request: PredictionRequest, prediction_id: str | None = None) -> dict
     if record.deadline_at is not None:
         deadlines.schedule(record.id, record.deadline_at)
     if inline:
-        body = json.dumps(request.input, separators=(",", ":")).encode()
-        if len(body) > service.max_input_bytes:
-            raise PayloadTooLarge(
-                f"input is {len(body)} bytes; {service.name} accepts at most {service.max_input_bytes}"
-            )
-        location = payloads.put_bytes(payloads.inline_key(record.id), body, JSON)
-        start(record.id, location, len(body))
-        return render(predictions.get(record.id))
+        payloads.put_bytes(payloads.upload_key(record.id), body, JSON)
+        return render(record)
+    # Nobody may ever read this prediction again: expire it on schedule, not only on read.
+    deadlines.schedule(record.id, now + timedelta(seconds=settings.upload_url_ttl_seconds) + UPLOAD_GRACE)
     upload = payloads.presigned_upload(
         record.id, content_type, service.max_input_bytes, settings.upload_url_ttl_seconds
     )
@@ -281,7 +283,11 @@ def _mark_running(
             executions.stop(stop_arn, "prediction canceled")
         return None if current.status.terminal else current
     if first_start:
-        notify(running, "start", render)
+        try:
+            notify(running, "start", render)
+        except DeliveryFailed as exc:
+            # The work must not wait for a receiver: the "completed" event will still be tried.
+            logger.warning("start callback failed", extra={"prediction_id": record.id, "reason": exc.message})
     return running
 
 
@@ -304,7 +310,7 @@ def record_result(result: sagemaker_events.InferenceResult) -> None:
         code = "step_failed" if record.kind == "ensemble" else "model_error"
         if result.error_code == "StepTimedOut":
             code = "step_timed_out"
-        error = {"code": code, "message": _failure_reason(record, result)}
+        error = ErrorDetail(code=code, message=_failure_reason(record, result)).model_dump()
         updated = predictions.transition(record.id, Status.FAILED, {"error": error})
     if updated is None:
         current = predictions.find(result.inference_id)
@@ -338,37 +344,29 @@ def fail(prediction_id: str, error: ErrorDetail) -> None:
     failed = predictions.transition(prediction_id, Status.FAILED, {"error": error.model_dump()})
     if failed is not None:
         logger.info("prediction failed", extra={"prediction_id": prediction_id, "code": error.code})
-        notify(failed, "completed", render)
+    current = failed or predictions.find(prediction_id)
+    if current is not None and current.status.terminal:
+        notify(current, "completed", render)
 
 
 # --- client operations ----------------------------------------------------------------------------
 
 
 def describe(prediction_id: str) -> dict[str, Any]:
-    """The prediction as clients see it. An upload that never came is expired on first read."""
+    """The prediction as clients see it. A passed upload expiry or deadline is enforced on read,
+    so a status is never stale even when the deadline queue lags."""
     record = predictions.get(prediction_id)
-    if (
-        record.status is Status.AWAITING_INPUT
-        and record.upload_expires_at
-        and utcnow() > record.upload_expires_at + UPLOAD_GRACE
-    ):
-        expired = predictions.transition(
-            record.id,
-            Status.EXPIRED,
-            {"error": {"code": "expired", "message": "no input arrived before the upload URL expired"}},
-        )
-        if expired is not None:
-            notify(expired, "completed", render)
-        record = expired or predictions.get(prediction_id)
-    if record.deadline_at and not record.status.terminal and utcnow() >= record.deadline_at:
-        enforce_deadline(record.id, record.deadline_at)
+    if not record.status.terminal and _due(record) is not None:
+        _enforce(record)
         record = predictions.get(prediction_id)
     return render(record)
 
 
 def cancel(prediction_id: str) -> dict[str, Any]:
     record = predictions.get(prediction_id)
-    if record.status is not Status.CANCELED:
+    if record.status is Status.CANCELED:
+        notify(record, "completed", render)  # a retried cancel finishes a callback that failed
+    else:
         if record.status.terminal:
             raise NotCancelable(f"prediction {prediction_id!r} already {record.status.value}")
         canceled = _cancel_tree(record)
@@ -383,18 +381,46 @@ def cancel(prediction_id: str) -> dict[str, Any]:
 
 
 def enforce_deadline(prediction_id: str, at: datetime) -> None:
-    """A deadline message is due (or a read noticed the deadline passed): cancel what is unfinished."""
+    """A deadline message is due: expire an upload that never came, or cancel what is unfinished."""
     if (at - utcnow()).total_seconds() > 1:
         deadlines.schedule(prediction_id, at)  # further out than one SQS delay: wait again
         return
     record = predictions.find(prediction_id)
-    if record is None or record.status.terminal:
+    if record is None:
         return
-    error = {"code": "deadline_exceeded", "message": f"the prediction did not finish by its deadline ({iso(at)})"}
-    canceled = _cancel_tree(record, error)
-    if canceled is not None:
-        logger.info("deadline exceeded", extra={"prediction_id": prediction_id})
-        notify(canceled, "completed", render)
+    if record.status.terminal:
+        notify(record, "completed", render)  # finishes a callback an earlier attempt could not send
+        return
+    _enforce(record)
+
+
+def _due(record: PredictionRecord) -> str | None:
+    now = utcnow() + timedelta(seconds=1)  # a message delivered a moment early is due
+    if (
+        record.status is Status.AWAITING_INPUT
+        and record.upload_expires_at
+        and now > record.upload_expires_at + UPLOAD_GRACE
+    ):
+        return "expired"
+    if record.deadline_at and now >= record.deadline_at:
+        return "deadline"
+    return None
+
+
+def _enforce(record: PredictionRecord) -> None:
+    due = _due(record)
+    if due == "expired":
+        message = "no input arrived before the upload URL expired"
+        finished = predictions.transition(record.id, Status.EXPIRED, {"error": {"code": "expired", "message": message}})
+    elif due == "deadline":
+        assert record.deadline_at is not None
+        message = f"the prediction did not finish by its deadline ({iso(record.deadline_at)})"
+        finished = _cancel_tree(record, {"code": "deadline_exceeded", "message": message})
+    else:
+        return
+    if finished is not None:
+        logger.info("prediction ended by its clock", extra={"prediction_id": record.id, "reason": due})
+        notify(finished, "completed", render)
 
 
 def _cancel_tree(record: PredictionRecord, error: dict[str, str] | None = None) -> PredictionRecord | None:

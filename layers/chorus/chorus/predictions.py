@@ -159,6 +159,25 @@ def update_fields(
     )
 
 
+def lease_attribute(event: str) -> str:
+    return f"callbackLease_{event}"
+
+
+def claim_callback(prediction_id: str, event: str, seconds: int) -> bool:
+    """Take the right to send the `event` callback for `seconds`; False if it was delivered
+    already or another invocation holds the claim (two copies of one message never both send)."""
+    now = utcnow()
+    updated = _update(
+        prediction_id,
+        "SET #lease = :until",
+        "attribute_exists(id) AND NOT contains(callbackDelivered, :event)"
+        " AND (attribute_not_exists(#lease) OR #lease < :now)",
+        {"#lease": lease_attribute(event)},
+        {":until": {"S": iso(now + timedelta(seconds=seconds))}, ":now": {"S": iso(now)}, ":event": {"S": event}},
+    )
+    return updated is not None
+
+
 def mark_callback_delivered(prediction_id: str, event: str) -> bool:
     """Record that the `event` callback went out; False if it had already been recorded."""
     updated = _update(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 def utcnow() -> datetime:
@@ -66,11 +66,21 @@ class S3Location(BaseModel):
         return {"bucket": self.bucket, "key": self.key, "contentType": self.content_type}
 
 
+MAX_ERROR_MESSAGE = 4096
+
+
 class ErrorDetail(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     code: str
-    message: Annotated[str, Field(max_length=4096)]
+    message: str
+
+    @field_validator("message", mode="before")
+    @classmethod
+    def _bounded(cls, value: object) -> str:
+        # Model errors can carry whole stack traces; keep the record readable and small.
+        text = str(value)
+        return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - 1] + "…"
 
 
 WebhookEvent = Literal["start", "completed"]

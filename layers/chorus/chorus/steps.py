@@ -90,6 +90,7 @@ def run_step(invocation: StepInvocation) -> dict[str, Any]:
             created_at=now,
             updated_at=now,
             content_type=location.content_type,
+            input=location,  # kept from the start, so a retried task can dispatch it
             callback=callback,
             parent_id=parent.id,
             step_name=step.name,
@@ -97,8 +98,8 @@ def run_step(invocation: StepInvocation) -> dict[str, Any]:
             ttl=predictions.record_ttl(now),
         )
     )
-    if not created:  # a concurrent retry won the race: let it run the step
-        return {"childId": identifier, "resumed": True}
+    if not created:  # a concurrent attempt created it first: make sure our token is the one resumed
+        return _resume(predictions.get(identifier), callback)
     logger.info("step started", extra={"prediction_id": parent.id, "step": step.name, "child_id": identifier})
     lifecycle.start(identifier, location, size)
     return {"childId": identifier}
@@ -107,10 +108,19 @@ def run_step(invocation: StepInvocation) -> dict[str, Any]:
 def _resume(child: PredictionRecord, callback: StepFunctionsCallback) -> dict[str, Any]:
     """The task was retried: point the child at the new token; if it already finished, answer now."""
     updated = predictions.update_fields(
-        child.id, {"callback": callback.model_dump(by_alias=True), "callbackDelivered": []}
+        child.id,
+        {
+            "callback": callback.model_dump(by_alias=True),
+            "callbackDelivered": [],
+            predictions.lease_attribute("completed"): "1970-01-01T00:00:00.000Z",
+        },
     )
     if updated is not None and updated.status.terminal:
         notify(updated, "completed", lifecycle.render)
+    elif updated is not None and updated.input is not None:
+        # An earlier attempt may have died before dispatching: the claim lets exactly one start it.
+        info = payloads.describe(updated.input.bucket, updated.input.key)
+        lifecycle.start(updated.id, updated.input, info.size if info else 0)
     return {"childId": child.id, "resumed": True}
 
 
