@@ -71,7 +71,7 @@ def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response
         except IdempotencyAlreadyInProgressError as exc:
             raise IdempotencyConflict("a request with this Idempotency-Key is still in progress; retry") from exc
     wait = _prefer_wait(app.current_event.get_header_value("Prefer", case_sensitive=False))
-    if wait and view["status"] != "awaiting_input":
+    if wait and request.input is not None:  # an upload cannot finish while we hold the answer
         view = lifecycle.wait_until_finished(view["id"], wait, fallback=view)
     finished = view["status"] in {"succeeded", "failed", "canceled", "expired"}
     return json_response(200 if finished else 202, view, {"Location": f"/predictions/{view['id']}"})
