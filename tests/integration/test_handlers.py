@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 
 from chorus import payloads, predictions
@@ -129,18 +128,17 @@ def test_cancel_answers_the_canceled_prediction(new_prediction):
     assert status == 200 and body["status"] == "canceled"
 
 
-def test_upload_event_through_sqs_starts_the_prediction(new_prediction):
-    process_input = load_handler("process_input")
-    _, created = post(new_prediction, {"service": "digits-forest", "contentType": "application/json"})
-    boto3.client("s3").put_object(
-        Bucket=aws_resources.BUCKET,
-        Key=payloads.upload_key(created["id"]),
-        Body=b'{"pixels": []}',
-        ContentType="application/json",
-    )
-    response = process_input.handler(upload_event(created["id"]), FakeLambdaContext())
+def start_through_sqs(new_prediction) -> str:
+    """Submit inline input (stored where uploads land), then deliver its S3 event to process-input."""
+    _, created = post(new_prediction, {"service": "digits-forest", "input": {"pixels": []}})
+    response = load_handler("process_input").handler(upload_event(created["id"]), FakeLambdaContext())
     assert response == {"batchItemFailures": []}
-    assert predictions.get(created["id"]).status is Status.RUNNING
+    return created["id"]
+
+
+def test_upload_event_through_sqs_starts_the_prediction(new_prediction):
+    prediction_id = start_through_sqs(new_prediction)
+    assert predictions.get(prediction_id).status is Status.RUNNING
 
 
 def test_s3_test_event_is_skipped(aws):
@@ -167,20 +165,13 @@ def test_malformed_queue_message_is_reported_as_a_batch_item_failure(aws):
 )
 def test_sagemaker_notification_completes_the_prediction(new_prediction, sample, status):
     notifications = load_handler("notifications")
-    _, created = post(new_prediction, {"service": "digits-forest", "contentType": "application/json"})
-    boto3.client("s3").put_object(
-        Bucket=aws_resources.BUCKET,
-        Key=payloads.upload_key(created["id"]),
-        Body=b'{"pixels": []}',
-        ContentType="application/json",
-    )
-    load_handler("process_input").handler(upload_event(created["id"]), FakeLambdaContext())
+    prediction_id = start_through_sqs(new_prediction)
     event = load_event(sample)
     message = json.loads(event["Records"][0]["Sns"]["Message"])
-    message["inferenceId"] = created["id"]
+    message["inferenceId"] = prediction_id
     event["Records"][0]["Sns"]["Message"] = json.dumps(message)
     notifications.handler(event, FakeLambdaContext())
-    assert predictions.get(created["id"]).status is status
+    assert predictions.get(prediction_id).status is status
 
 
 def test_due_deadline_message_cancels_the_prediction(new_prediction):
@@ -200,11 +191,7 @@ def test_execution_that_ended_outside_its_failure_path_fails_the_prediction(aws)
     # Given a running ensemble prediction
     from chorus import lifecycle as domain
 
-    sfn = boto3.client("stepfunctions")
-    definition = (aws_resources.REPO / "statemachines/digits-ensemble.asl.json").read_text()
-    sfn.create_state_machine(
-        name="chorus-test-digits-ensemble", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
-    )
+    aws_resources.create_state_machine("digits-ensemble")
     view = domain.submit(PredictionRequest(service="digits-ensemble", input={"pixels": [0] * 64}))
     domain.receive_upload(aws_resources.BUCKET, payloads.upload_key(view["id"]))
     # When EventBridge reports its execution FAILED with an uncatchable error

@@ -93,5 +93,13 @@ def delayed_deadlines() -> int:
     return int(attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"])
 
 
+def create_state_machine(ensemble: str) -> str:
+    """The compiled ensemble, named as STATE_MACHINE_ARN_PREFIX in the `aws` fixture expects."""
+    definition = (REPO / "statemachines" / f"{ensemble}.asl.json").read_text()
+    return boto3.client("stepfunctions").create_state_machine(
+        name=f"chorus-test-{ensemble}", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
+    )["stateMachineArn"]
+
+
 def load_event(name: str) -> dict[str, Any]:
     return json.loads((REPO / "events" / name).read_text())

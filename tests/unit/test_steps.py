@@ -139,10 +139,7 @@ def test_output_mapping_is_rendered_into_the_parents_output(parent):
 
 def test_ensemble_upload_starts_the_execution_named_after_the_prediction(aws):
     sfn = boto3.client("stepfunctions")
-    definition = (aws_resources.REPO / "statemachines/digits-ensemble.asl.json").read_text()
-    sfn.create_state_machine(
-        name="chorus-test-digits-ensemble", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
-    )
+    aws_resources.create_state_machine("digits-ensemble")
     view = lifecycle.submit(PredictionRequest(service="digits-ensemble", input={"pixels": [0] * 64}))
     lifecycle.receive_upload(aws_resources.BUCKET, payloads.upload_key(view["id"]))
     record = predictions.get(view["id"])
