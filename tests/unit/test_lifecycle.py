@@ -284,3 +284,20 @@ def test_inline_input_is_stored_where_uploads_land(aws):
     assert view["status"] == "awaiting_input" and "upload" not in view
     stored = boto3.client("s3").get_object(Bucket=aws_resources.BUCKET, Key=payloads.upload_key(view["id"]))
     assert json.loads(stored["Body"].read()) == PIXELS
+
+
+def test_two_copies_of_one_result_send_one_email(aws):
+    # Given two invocations handling the same result at once: the first holds the send claim
+    from chorus import callbacks
+    from chorus.errors import DeliveryFailed
+
+    view = submit(contentType="application/json", callback={"type": "email", "address": "claims@example.com"})
+    upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
+    assert predictions.claim_callback(view["id"], "completed", seconds=45)
+    # When the second one finishes the prediction and tries to send
+    record = predictions.transition(view["id"], Status.SUCCEEDED, {"output": completed(view["id"]).output().as_dict()})
+    assert record is not None
+    # Then it does not send, and asks to be retried in case the first one fails
+    with pytest.raises(DeliveryFailed, match="another invocation"):
+        callbacks.notify(record, "completed", lifecycle.render)
+    assert boto3.client("ses").get_send_quota()["SentLast24Hours"] == 0
