@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/chorus/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install local test test-unit test-e2e lint format compile-ensembles validate-registry benchmark build clean
+.PHONY: install local test test-unit test-e2e lint format compile-ensembles validate-registry openapi benchmark build clean
 
 $(STAMP): requirements-dev.txt layers/chorus/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,7 @@ lint: install
 	$(VENV)/bin/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --region us-east-1
 	PYTHONPATH=layers/chorus $(PY) -m chorus.compiler --check
+	$(PY) -m scripts.openapi --check
 
 format: install
 	$(VENV)/bin/ruff format .
@@ -46,6 +47,10 @@ compile-ensembles: install
 
 validate-registry: install
 	PYTHONPATH=layers/chorus $(PY) -m chorus.compiler --check
+
+## Regenerate docs/openapi.json from the API functions' resolvers (Powertools).
+openapi: install
+	$(PY) -m scripts.openapi
 
 benchmark: install
 	$(PY) -m benchmarks.run
