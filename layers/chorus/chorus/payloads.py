@@ -19,10 +19,6 @@ def upload_key(prediction_id: str) -> str:
     return f"inputs/{prediction_id}/input"
 
 
-def inline_key(prediction_id: str) -> str:
-    return f"inline/{prediction_id}/input"
-
-
 def step_input_key(prediction_id: str) -> str:
     return f"steps/{prediction_id}/input"
 

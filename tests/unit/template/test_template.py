@@ -343,7 +343,7 @@ def test_bucket_policy_denies_requests_without_tls(template: dict[str, Any]) -> 
 def test_bucket_expires_every_payload_prefix_and_aborts_stale_multipart_uploads(bucket: dict[str, Any]) -> None:
     rules = [r for r in bucket["LifecycleConfiguration"]["Rules"] if r["Status"] == "Enabled"]
     expiring = {r["Prefix"] for r in rules if "ExpirationInDays" in r}
-    assert {"inputs/", "inline/", "steps/", "outputs/", "async-outputs/", "async-failures/"} <= expiring
+    assert {"inputs/", "steps/", "outputs/", "async-outputs/", "async-failures/"} <= expiring
     assert any("AbortIncompleteMultipartUpload" in r and "Prefix" not in r for r in rules)
 
 
