@@ -26,6 +26,7 @@ from chorus.compiler import (
 )
 from chorus.errors import RegistryInvalid
 from chorus.registry import PACKAGED_REGISTRY, Registry, parse_registry
+from tests.support.registry_documents import ensemble, model
 
 WAIT_FOR_CALLBACK = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 DUMMY_ARNS = {
@@ -43,28 +44,6 @@ def packaged() -> Registry:
 @pytest.fixture(scope="module")
 def digits(packaged: Registry) -> dict[str, Any]:
     return compile_ensemble(packaged.get("digits-ensemble"), packaged)
-
-
-def model(name: str, timeout: int = 60) -> dict[str, Any]:
-    return {
-        "name": name,
-        "kind": "model",
-        "endpoint": {"name": name, "mode": "sync"},
-        "contentTypes": ["application/json"],
-        "maxInputBytes": 1024,
-        "timeoutSeconds": timeout,
-    }
-
-
-def ensemble(name: str, steps: list[dict[str, Any]], output: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "kind": "ensemble",
-        "contentTypes": ["application/json"],
-        "maxInputBytes": 1024,
-        "steps": steps,
-        "output": output,
-    }
 
 
 def compiled(steps: list[dict[str, Any]], output: Any = "{{ s0 }}") -> dict[str, Any]:

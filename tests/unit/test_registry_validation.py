@@ -9,27 +9,7 @@ import pytest
 
 from chorus.errors import RegistryInvalid
 from chorus.registry import PACKAGED_REGISTRY, parse_registry
-
-
-def model(name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "kind": "model",
-        "endpoint": {"name": name, "mode": "sync"},
-        "contentTypes": ["application/json"],
-        "maxInputBytes": 1024,
-    }
-
-
-def ensemble(name: str, steps: list[dict[str, Any]], output: Any = "{{ a }}") -> dict[str, Any]:
-    return {
-        "name": name,
-        "kind": "ensemble",
-        "contentTypes": ["application/json"],
-        "maxInputBytes": 1024,
-        "steps": steps,
-        "output": output,
-    }
+from tests.support.registry_documents import ensemble, model
 
 
 def step(name: str, service: str = "m", mapping: Any = "{{ input }}") -> dict[str, Any]:

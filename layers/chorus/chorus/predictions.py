@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from chorus.aws import client
@@ -16,10 +17,12 @@ from chorus.settings import get_settings
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
-def _serialize(value: Any) -> dict[str, Any]:
-    from boto3.dynamodb.types import TypeSerializer
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
 
-    return dict(TypeSerializer().serialize(_to_dynamo(value)))
+
+def _serialize(value: Any) -> dict[str, Any]:
+    return dict(_SERIALIZER.serialize(_to_dynamo(value)))
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -33,10 +36,7 @@ def _to_dynamo(value: Any) -> Any:
 
 
 def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserializer = TypeDeserializer()
-    return _from_dynamo({k: deserializer.deserialize(v) for k, v in item.items()})
+    return _from_dynamo({k: _DESERIALIZER.deserialize(v) for k, v in item.items()})
 
 
 def _from_dynamo(value: Any) -> Any:
