@@ -34,7 +34,7 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --region us-east-1
-	PYTHONPATH=layers/chorus $(PY) -m chorus.compiler --check
+	PYTHONPATH=layers/chorus $(PY) -m chorus_compiler --check
 	$(PY) -m scripts.openapi --check
 
 format: install
@@ -43,10 +43,10 @@ format: install
 
 ## Regenerate statemachines/*.asl.json from the registry (validates it first).
 compile-ensembles: install
-	PYTHONPATH=layers/chorus $(PY) -m chorus.compiler
+	PYTHONPATH=layers/chorus $(PY) -m chorus_compiler
 
 validate-registry: install
-	PYTHONPATH=layers/chorus $(PY) -m chorus.compiler --check
+	PYTHONPATH=layers/chorus $(PY) -m chorus_compiler --check
 
 ## Regenerate docs/openapi.json from the API functions' resolvers (Powertools).
 openapi: install

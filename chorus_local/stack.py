@@ -37,7 +37,13 @@ log = logging.getLogger("chorus_local.stack")
 REGION = "us-east-1"
 # Local configuration, not code branches: applied only to parameters the template declares,
 # and any explicit override wins. Loopback webhooks let a developer receive callbacks locally.
-LOCAL_PARAMETER_DEFAULTS = {"Stage": "local", "WebhookAllowedNetworks": "127.0.0.0/8"}
+LOCAL_PARAMETER_DEFAULTS = {
+    "Stage": "local",
+    "WebhookAllowedNetworks": "127.0.0.0/8",
+    # Retries a developer can watch happen: the same 8 attempts as in AWS, over seconds, not hours.
+    "WebhookRetrySchedule": "0,1,2,3,5,8,13,21",
+    "WebhookAttemptSeconds": "2",
+}
 WEBHOOK_SECRET_ENV = "CHORUS_WEBHOOK_SECRET"
 WEBHOOK_SECRET_PARAMETER = "WebhookSecretParameter"
 # Logical ids from docs/contracts.md that the SageMaker runtime writes and publishes to.

@@ -14,12 +14,14 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 
 
 def _reset_chorus_caches() -> None:
-    from chorus import aws, callbacks, registry, settings
+    from chorus.adapters import notifier
+    from chorus.core import clients, settings
+    from chorus.model import registry
 
-    settings.get_settings.cache_clear()
-    aws.reset_clients()
+    settings.load.cache_clear()
+    clients.reset_clients()
     registry._load.cache_clear()
-    callbacks._ssm.cache_clear()
+    notifier._ssm.cache_clear()
 
 
 @pytest.fixture
@@ -45,7 +47,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
             SENDER_EMAIL=aws_resources.SENDER,
             STATE_MACHINE_ARN_PREFIX="arn:aws:states:us-east-1:123456789012:stateMachine:chorus-test-",
             WEBHOOK_ALLOWED_NETWORKS="",
-            WEBHOOK_BACKOFF_SECONDS="0",
+            WEBHOOK_RETRY_SCHEDULE="0,0,0",
+            WEBHOOK_ATTEMPT_SECONDS="5",
         )
         for name, value in env.items():
             monkeypatch.setenv(name, value)

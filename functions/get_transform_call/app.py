@@ -8,9 +8,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chorus import steps
-from chorus.events import StepInvocation
-from chorus.observability import logger, metrics, tracer
+from chorus.core.observability import logger, metrics, tracer
+from chorus.domain import steps
+from chorus.events.models import StepInvocation
 
 
 @logger.inject_lambda_context

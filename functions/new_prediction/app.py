@@ -1,4 +1,5 @@
-"""new-prediction: POST /predictions and POST /predictions/{id}/cancel."""
+"""new-prediction: POST /predictions, POST /predictions/{id}/cancel and
+POST /predictions/{id}/webhook/redeliver — the routes that change predictions."""
 
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chorus import lifecycle
-from chorus.api import create_resolver, json_response
-from chorus.api_models import PredictionRequest
-from chorus.aws import client
-from chorus.errors import IdempotencyConflict, InvalidRequest
-from chorus.observability import logger, metrics, tracer
-from chorus.settings import get_settings
+from chorus.api.models import PredictionRequest
+from chorus.api.resolver import create_resolver, json_response
+from chorus.api.views import represent
+from chorus.core import settings
+from chorus.core.clients import client
+from chorus.core.errors import IdempotencyConflict, InvalidRequest
+from chorus.core.observability import logger, metrics, tracer
+from chorus.domain import cancel, deliveries, queries, submit
 
 app = create_resolver()
 PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait(?:=(\d+))?(?:$|[,;\s])")
@@ -44,22 +46,24 @@ def _idempotency_config() -> IdempotencyConfig:
 
 @cache
 def _submit_once() -> Any:
-    persistence = DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table, boto3_client=client("dynamodb"))
+    persistence = DynamoDBPersistenceLayer(
+        table_name=settings.load(settings.IdempotencySettings).idempotency_table, boto3_client=client("dynamodb")
+    )
 
     @idempotent_function(
         data_keyword_argument="submission", persistence_store=persistence, config=_idempotency_config()
     )
-    def submit(submission: dict[str, Any]) -> dict[str, Any]:
-        return lifecycle.submit(PredictionRequest.model_validate(submission["request"]))
+    def submit_once(submission: dict[str, Any]) -> dict[str, Any]:
+        return submit.submit(PredictionRequest.model_validate(submission["request"]))
 
-    return submit
+    return submit_once
 
 
 @app.post("/predictions")
 def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response[dict[str, Any]]:
     key = app.current_event.get_header_value("Idempotency-Key", case_sensitive=False)
     if key is None:
-        view = lifecycle.submit(request)
+        view = submit.submit(request)
     else:
         if not 1 <= len(key) <= 255:
             raise InvalidRequest("Idempotency-Key must be 1 to 255 characters")
@@ -72,14 +76,20 @@ def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response
             raise IdempotencyConflict("a request with this Idempotency-Key is still in progress; retry") from exc
     wait = _prefer_wait(app.current_event.get_header_value("Prefer", case_sensitive=False))
     if wait and request.input is not None:  # an upload cannot finish while we hold the answer
-        view = lifecycle.wait_until_finished(view["id"], wait, fallback=view)
+        view = queries.wait_until_finished(view["id"], wait, fallback=view)
     finished = view["status"] in {"succeeded", "failed", "canceled", "expired"}
     return json_response(200 if finished else 202, view, {"Location": f"/predictions/{view['id']}"})
 
 
 @app.post("/predictions/<prediction_id>/cancel")
 def cancel_prediction(prediction_id: str) -> Response[dict[str, Any]]:
-    return json_response(200, lifecycle.cancel(prediction_id))
+    return json_response(200, represent(cancel.cancel(prediction_id)))
+
+
+@app.post("/predictions/<prediction_id>/webhook/redeliver")
+def redeliver_webhook(prediction_id: str) -> Response[dict[str, Any]]:
+    deliveries.redeliver(prediction_id)
+    return json_response(202, queries.describe(prediction_id))
 
 
 def _prefer_wait(header: str | None) -> int:

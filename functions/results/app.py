@@ -7,17 +7,17 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chorus import lifecycle
-from chorus.api import create_resolver, json_response
-from chorus.observability import logger, metrics, tracer
-from chorus.registry import get_registry
+from chorus.api.resolver import create_resolver, json_response
+from chorus.core.observability import logger, metrics, tracer
+from chorus.domain import queries
+from chorus.model.registry import get_registry
 
 app = create_resolver()
 
 
 @app.get("/predictions/<prediction_id>")
 def get_prediction(prediction_id: str) -> Response[dict[str, Any]]:
-    return json_response(200, lifecycle.describe(prediction_id))
+    return json_response(200, queries.describe(prediction_id))
 
 
 @app.get("/services")

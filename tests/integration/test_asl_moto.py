@@ -22,8 +22,9 @@ from moto import mock_aws
 from moto.awslambda_simple.models import lambda_simple_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from chorus.compiler import compile_ensemble, render, step_timeouts
-from chorus.registry import PACKAGED_REGISTRY, Registry, parse_registry
+from chorus.model.plan import step_timeouts
+from chorus.model.registry import PACKAGED_REGISTRY, Registry, parse_registry
+from chorus_compiler.compiler import compile_ensemble, to_json
 
 REGION = "us-east-1"
 TEMPLATE_NAMES = {"GetTransformCallArn", "SuccessTopicArn", "ErrorTopicArn"}
@@ -43,7 +44,7 @@ class Stack:
 
     def create(self, ensemble: str, registry: Registry | None = None) -> str:
         registry = registry or self.registry
-        text = render(compile_ensemble(registry.get(ensemble), registry))
+        text = to_json(compile_ensemble(registry.get(ensemble), registry))
         for name, value in self.substitutions.items():
             text = text.replace("${" + name + "}", value)
         return self.sfn.create_state_machine(name=f"chorus-test-{ensemble}", definition=text, roleArn=self.role_arn)[

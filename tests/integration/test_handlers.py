@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from chorus import payloads, predictions
-from chorus.api_models import PredictionRequest
-from chorus.records import Status
+from chorus.adapters import payloads, predictions
+from chorus.api.models import PredictionRequest
+from chorus.model.records import Status
 from tests.support import aws_resources
 from tests.support.aws_resources import load_event
 from tests.support.handlers import FakeLambdaContext, load_handler
@@ -54,7 +54,7 @@ def test_create_answers_202_with_an_upload(new_prediction):
 
 def test_sample_create_event_is_accepted(new_prediction, monkeypatch):
     # The sample's webhook host is not resolvable here; vetting is covered in test_webhooks.
-    monkeypatch.setattr("chorus.webhooks.resolve_addresses", lambda host, port: ["93.184.216.34"])
+    monkeypatch.setattr("chorus.adapters.webhooks.resolve_addresses", lambda host, port: ["93.184.216.34"])
     status, body = call(new_prediction, load_event("new_prediction_create.json"))
     assert status == 202 and body["metadata"] == {"claimId": "CLM-1042"}
 
@@ -180,7 +180,7 @@ def test_due_deadline_message_cancels_the_prediction(new_prediction):
     event = load_event("process_input_deadline.json")
     body = json.loads(event["Records"][0]["body"])
     body["deadline"]["predictionId"] = created["id"]  # its `at` is in the past: due now
-    predictions.update_fields(created["id"], {"deadlineAt": body["deadline"]["at"]})
+    aws_resources.set_attribute(created["id"], "deadlineAt", body["deadline"]["at"])
     event["Records"][0]["body"] = json.dumps(body)
     assert process_input.handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
     record = predictions.get(created["id"])
@@ -189,11 +189,11 @@ def test_due_deadline_message_cancels_the_prediction(new_prediction):
 
 def test_execution_that_ended_outside_its_failure_path_fails_the_prediction(aws):
     # Given a running ensemble prediction
-    from chorus import lifecycle as domain
+    from chorus.domain import dispatch, submit
 
     aws_resources.create_state_machine("digits-ensemble")
-    view = domain.submit(PredictionRequest(service="digits-ensemble", input={"pixels": [0] * 64}))
-    domain.receive_upload(aws_resources.BUCKET, payloads.upload_key(view["id"]))
+    view = submit.submit(PredictionRequest(service="digits-ensemble", input={"pixels": [0] * 64}))
+    dispatch.receive_upload(aws_resources.BUCKET, payloads.upload_key(view["id"]))
     # When EventBridge reports its execution FAILED with an uncatchable error
     event = load_event("notifications_execution_failed.json")
     event["detail"]["name"] = view["id"]

@@ -66,6 +66,11 @@ def provision() -> dict[str, str]:
         QueueName="chorus-test-deadlines",
         Attributes={"VisibilityTimeout": str(deadline_queue["VisibilityTimeout"])},
     )["QueueUrl"]
+    delivery_queue = resource("DeliveryQueue")
+    env["DELIVERY_QUEUE_URL"] = sqs.create_queue(
+        QueueName="chorus-test-deliveries",
+        Attributes={"VisibilityTimeout": str(delivery_queue["VisibilityTimeout"])},
+    )["QueueUrl"]
     boto3.client("ssm").put_parameter(Name=SECRET_PARAMETER, Value=WEBHOOK_SECRET, Type="SecureString")
     boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
     return env
@@ -83,6 +88,23 @@ def published(logical_id: str) -> list[dict[str, Any]]:
         for message in batch:
             messages.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def run_deliveries() -> int:
+    """Do what the deliveries function does with every delivery message that is due now (the
+    handler's own domain call); returns how many messages were handled."""
+    from chorus.domain import deliveries
+    from chorus.events.models import DeliveryMessage
+
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName="chorus-test-deliveries")["QueueUrl"]
+    handled = 0
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in batch:
+            deliveries.attempt(DeliveryMessage.model_validate_json(message["Body"]).delivery)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            handled += 1
+    return handled
 
 
 def delayed_deadlines() -> int:
@@ -103,3 +125,14 @@ def create_state_machine(ensemble: str) -> str:
 
 def load_event(name: str) -> dict[str, Any]:
     return json.loads((REPO / "events" / name).read_text())
+
+
+def set_attribute(prediction_id: str, name: str, value: str) -> None:
+    """Rewrite one stored attribute (e.g. move a clock into the past), as an operator could."""
+    boto3.client("dynamodb").update_item(
+        TableName=TABLE,
+        Key={"id": {"S": prediction_id}},
+        UpdateExpression="SET #n = :v",
+        ExpressionAttributeNames={"#n": name},
+        ExpressionAttributeValues={":v": {"S": value}},
+    )

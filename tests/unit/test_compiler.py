@@ -11,21 +11,19 @@ from typing import Any
 import pytest
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
-from chorus.compiler import (
-    MAX_PARALLEL_BRANCHES,
+from chorus.core.errors import RegistryInvalid
+from chorus.model.plan import MAX_PARALLEL_BRANCHES, levels, step_timeouts
+from chorus.model.registry import PACKAGED_REGISTRY, Registry, parse_registry
+from chorus_compiler.compiler import (
     STATE_MACHINES,
     SUBSTITUTIONS,
     compile_ensemble,
     compile_registry,
-    levels,
     main,
-    render,
     state_count,
-    step_timeouts,
     success_path_transitions,
+    to_json,
 )
-from chorus.errors import RegistryInvalid
-from chorus.registry import PACKAGED_REGISTRY, Registry, parse_registry
 from tests.support.registry_documents import ensemble, model
 
 WAIT_FOR_CALLBACK = "arn:aws:states:::lambda:invoke.waitForTaskToken"
@@ -64,7 +62,7 @@ def step_tasks(asl: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def substituted(asl: dict[str, Any]) -> str:
-    text = render(asl)
+    text = to_json(asl)
     for name, arn in DUMMY_ARNS.items():
         text = text.replace("${" + name + "}", arn)
     return text
@@ -182,7 +180,7 @@ def test_levels_follow_references_not_declaration_order() -> None:
 def test_definitions_use_exactly_the_three_substitutions(packaged: Registry) -> None:
     # Given every packaged ensemble, When compiled, Then the only ${...} are the three template ones
     for service in packaged.ensembles():
-        text = render(compile_ensemble(service, packaged))
+        text = to_json(compile_ensemble(service, packaged))
         assert set(re.findall(r"\$\{([^}]*)\}", text)) == set(SUBSTITUTIONS), service.name
         assert "arn:aws:lambda:" not in text and "arn:aws:sns:" not in text
 
@@ -305,8 +303,8 @@ def test_moto_parses_every_compiled_definition(packaged: Registry) -> None:
 
 def test_committed_definitions_equal_the_compiler_output(packaged: Registry) -> None:
     # Given the packaged registry, When compiled, Then statemachines/ holds exactly that text
-    for path, text in compile_registry(packaged, "layers/chorus/chorus/services.json").items():
-        assert path.read_text(encoding="utf-8") == text, f"{path.name} is stale: run python -m chorus.compiler"
+    for path, text in compile_registry(packaged, "layers/chorus/chorus/model/services.json").items():
+        assert path.read_text(encoding="utf-8") == text, f"{path.name} is stale: run python -m chorus_compiler"
     assert main(["--check"]) == 0
 
 

@@ -9,25 +9,28 @@ from datetime import timedelta
 import boto3
 import pytest
 
-from chorus import lifecycle, payloads, predictions
-from chorus.api_models import PredictionRequest
-from chorus.errors import InvalidCallback, NotCancelable, ServiceDisabled, UnknownService, UnsupportedContentType
-from chorus.records import Status, iso, utcnow
-from chorus.sagemaker_events import InferenceResult
+from chorus.adapters import payloads, predictions
+from chorus.api.models import PredictionRequest
+from chorus.core.clock import iso, utcnow
+from chorus.core.errors import InvalidCallback, NotCancelable, ServiceDisabled, UnknownService, UnsupportedContentType
+from chorus.domain import cancel, clocks, dispatch, queries, results
+from chorus.domain import submit as submission
+from chorus.events.sagemaker import InferenceResult
+from chorus.model.records import Status
 from tests.support import aws_resources
 
 PIXELS = {"pixels": [0] * 20 + [16] * 24 + [0] * 20}
 
 
 def submit(**fields) -> dict:
-    return lifecycle.submit(PredictionRequest.model_validate({"service": "digits-forest", **fields}))
+    return submission.submit(PredictionRequest.model_validate({"service": "digits-forest", **fields}))
 
 
 def upload(prediction_id: str, body: bytes, content_type: str) -> None:
     boto3.client("s3").put_object(
         Bucket=aws_resources.BUCKET, Key=payloads.upload_key(prediction_id), Body=body, ContentType=content_type
     )
-    lifecycle.receive_upload(aws_resources.BUCKET, payloads.upload_key(prediction_id))
+    dispatch.receive_upload(aws_resources.BUCKET, payloads.upload_key(prediction_id))
 
 
 def completed(prediction_id: str) -> InferenceResult:
@@ -61,7 +64,7 @@ def test_submit_without_input_answers_with_a_size_limited_presigned_post(aws):
 
 def test_unknown_service_is_refused_with_the_known_names(aws):
     with pytest.raises(UnknownService, match="digits-svm"):
-        lifecycle.submit(PredictionRequest(service="no-such-model"))
+        submission.submit(PredictionRequest(service="no-such-model"))
 
 
 def test_content_type_the_service_does_not_accept_is_refused(aws):
@@ -70,13 +73,13 @@ def test_content_type_the_service_does_not_accept_is_refused(aws):
 
 
 def test_disabled_service_is_refused(aws, tmp_path, monkeypatch):
-    registry = json.loads((aws_resources.REPO / "layers/chorus/chorus/services.json").read_text())
+    registry = json.loads((aws_resources.REPO / "layers/chorus/chorus/model/services.json").read_text())
     registry["services"][1]["enabled"] = False
     (tmp_path / "services.json").write_text(json.dumps(registry))
     monkeypatch.setenv("REGISTRY_FILE", str(tmp_path / "services.json"))
-    from chorus.settings import get_settings
+    from chorus.core import settings
 
-    get_settings.cache_clear()
+    settings.load.cache_clear()
     with pytest.raises(ServiceDisabled):
         submit()
 
@@ -104,13 +107,13 @@ def test_duplicate_upload_event_dispatches_once(aws):
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
     first = predictions.get(view["id"])
     # When S3 delivers the same event again
-    lifecycle.receive_upload(aws_resources.BUCKET, payloads.upload_key(view["id"]))
+    dispatch.receive_upload(aws_resources.BUCKET, payloads.upload_key(view["id"]))
     # Then nothing changes
     assert predictions.get(view["id"]) == first
 
 
 def test_oversized_upload_fails_the_prediction(aws, monkeypatch):
-    view = lifecycle.submit(PredictionRequest(service="digits-stacker", contentType="application/json"))
+    view = submission.submit(PredictionRequest(service="digits-stacker", contentType="application/json"))
     upload(view["id"], b"{" + b" " * 70_000 + b"}", "application/json")
     record = predictions.get(view["id"])
     assert record.status is Status.FAILED
@@ -129,9 +132,9 @@ def test_success_notification_makes_the_output_downloadable(aws):
     view = submit(contentType="application/json")
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
     # When SageMaker reports success
-    lifecycle.record_result(completed(view["id"]))
+    results.record_result(completed(view["id"]))
     # Then the prediction succeeded and its presigned URL serves the output
-    described = lifecycle.describe(view["id"])
+    described = queries.describe(view["id"])
     assert described["status"] == "succeeded"
     assert described["output"]["contentType"] == "application/json"
     assert "Signature" in described["output"]["url"] or "X-Amz-Signature" in described["output"]["url"]
@@ -141,7 +144,7 @@ def test_success_notification_makes_the_output_downloadable(aws):
 def test_failure_notification_fails_with_the_models_reason(aws):
     view = submit(contentType="application/json")
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
-    lifecycle.record_result(
+    results.record_result(
         InferenceResult.model_validate(
             {
                 "invocationStatus": "Failed",
@@ -150,7 +153,7 @@ def test_failure_notification_fails_with_the_models_reason(aws):
             }
         )
     )
-    described = lifecycle.describe(view["id"])
+    described = queries.describe(view["id"])
     assert described["status"] == "failed"
     assert described["error"] == {"code": "model_error", "message": "input is not a readable PNG image"}
 
@@ -159,22 +162,24 @@ def test_duplicate_success_notification_changes_nothing_and_mails_once(aws):
     view = submit(contentType="application/json", callback={"type": "email", "address": "claims@example.com"})
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
     result = completed(view["id"])
-    lifecycle.record_result(result)
+    results.record_result(result)
     after_first = predictions.get(view["id"])
-    # When SNS delivers the same message again
-    lifecycle.record_result(result)
-    # Then the record is untouched and exactly one e-mail went out
-    assert predictions.get(view["id"]) == after_first
-    assert after_first.callback_delivered == ["completed"]
+    # When SNS delivers the same message again, and the delivery consumer runs
+    results.record_result(result)
+    aws_resources.run_deliveries()
+    # Then the record's state is untouched and exactly one e-mail went out
+    final = predictions.get(view["id"])
+    assert final.model_dump(exclude={"deliveries"}) == after_first.model_dump(exclude={"deliveries"})
+    assert final.deliveries["completed"].status == "delivered"
     assert boto3.client("ses").get_send_quota()["SentLast24Hours"] == 1
 
 
 def test_terminal_state_never_changes(aws):
     view = submit(contentType="application/json")
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
-    lifecycle.cancel(view["id"])
+    cancel.cancel(view["id"])
     # When the model's result arrives after the cancel
-    lifecycle.record_result(completed(view["id"]))
+    results.record_result(completed(view["id"]))
     # Then the prediction stays canceled
     assert predictions.get(view["id"]).status is Status.CANCELED
 
@@ -182,35 +187,35 @@ def test_terminal_state_never_changes(aws):
 def test_cancel_a_finished_prediction_is_a_conflict(aws):
     view = submit(contentType="application/json")
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
-    lifecycle.record_result(completed(view["id"]))
+    results.record_result(completed(view["id"]))
     with pytest.raises(NotCancelable, match="succeeded"):
-        lifecycle.cancel(view["id"])
+        cancel.cancel(view["id"])
 
 
 def test_cancel_twice_answers_the_canceled_prediction(aws):
     view = submit(contentType="application/json")
-    assert lifecycle.cancel(view["id"])["status"] == "canceled"
-    assert lifecycle.cancel(view["id"])["status"] == "canceled"
+    assert cancel.cancel(view["id"]).status is Status.CANCELED
+    assert cancel.cancel(view["id"]).status is Status.CANCELED
 
 
 def test_prediction_without_upload_expires_after_its_url(aws):
     view = submit(contentType="application/json")
-    predictions.update_fields(view["id"], {"uploadExpiresAt": iso(utcnow() - timedelta(minutes=5))})
-    described = lifecycle.describe(view["id"])
+    aws_resources.set_attribute(view["id"], "uploadExpiresAt", iso(utcnow() - timedelta(minutes=5)))
+    described = queries.describe(view["id"])
     assert described["status"] == "expired"
     assert described["error"]["code"] == "expired"
 
 
 def test_upload_after_expiry_is_ignored(aws):
     view = submit(contentType="application/json")
-    predictions.update_fields(view["id"], {"uploadExpiresAt": iso(utcnow() - timedelta(minutes=5))})
-    lifecycle.describe(view["id"])
+    aws_resources.set_attribute(view["id"], "uploadExpiresAt", iso(utcnow() - timedelta(minutes=5)))
+    queries.describe(view["id"])
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
     assert predictions.get(view["id"]).status is Status.EXPIRED
 
 
 def test_result_for_unknown_prediction_is_ignored(aws):
-    lifecycle.record_result(completed("0" * 32))  # no exception, nothing created
+    results.record_result(completed("0" * 32))  # no exception, nothing created
     assert predictions.find("0" * 32) is None
 
 
@@ -229,8 +234,8 @@ def test_due_deadline_cancels_an_unfinished_prediction(aws):
     view = submit(contentType="application/json", deadlineSeconds=60)
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
     # When the deadline passes and its message arrives
-    predictions.update_fields(view["id"], {"deadlineAt": iso(utcnow() - timedelta(seconds=1))})
-    lifecycle.enforce_deadline(view["id"], utcnow() - timedelta(seconds=1))
+    aws_resources.set_attribute(view["id"], "deadlineAt", iso(utcnow() - timedelta(seconds=1)))
+    clocks.enforce_deadline(view["id"], utcnow() - timedelta(seconds=1))
     # Then the running prediction is canceled, saying why
     record = predictions.get(view["id"])
     assert record.status is Status.CANCELED
@@ -240,7 +245,7 @@ def test_due_deadline_cancels_an_unfinished_prediction(aws):
 def test_deadline_further_out_than_one_delay_is_requeued(aws):
     view = submit(contentType="application/json")
     before = aws_resources.delayed_deadlines()
-    lifecycle.enforce_deadline(view["id"], utcnow() + timedelta(hours=2))
+    clocks.enforce_deadline(view["id"], utcnow() + timedelta(hours=2))
     assert predictions.get(view["id"]).status is Status.AWAITING_INPUT
     assert aws_resources.delayed_deadlines() == before + 1
 
@@ -248,34 +253,34 @@ def test_deadline_further_out_than_one_delay_is_requeued(aws):
 def test_deadline_of_a_finished_prediction_changes_nothing(aws):
     view = submit(contentType="application/json", deadlineSeconds=60)
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
-    lifecycle.record_result(completed(view["id"]))
-    lifecycle.enforce_deadline(view["id"], utcnow() - timedelta(seconds=1))
+    results.record_result(completed(view["id"]))
+    clocks.enforce_deadline(view["id"], utcnow() - timedelta(seconds=1))
     assert predictions.get(view["id"]).status is Status.SUCCEEDED
 
 
 def test_reading_a_prediction_past_its_deadline_cancels_it(aws):
     view = submit(contentType="application/json", deadlineSeconds=60)
-    predictions.update_fields(view["id"], {"deadlineAt": iso(utcnow() - timedelta(seconds=5))})
-    described = lifecycle.describe(view["id"])
+    aws_resources.set_attribute(view["id"], "deadlineAt", iso(utcnow() - timedelta(seconds=5)))
+    described = queries.describe(view["id"])
     assert (described["status"], described["error"]["code"]) == ("canceled", "deadline_exceeded")
 
 
 def test_very_long_model_error_is_kept_readable(aws):
     view = submit(contentType="application/json")
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
-    lifecycle.record_result(
+    results.record_result(
         InferenceResult.model_validate(
             {"invocationStatus": "Failed", "inferenceId": view["id"], "failureReason": "Traceback\n" * 3000}
         )
     )
-    described = lifecycle.describe(view["id"])
+    described = queries.describe(view["id"])
     assert described["status"] == "failed" and len(described["error"]["message"]) == 4096
 
 
 def test_due_upload_expiry_message_expires_the_prediction(aws):
     view = submit(contentType="application/json")
-    predictions.update_fields(view["id"], {"uploadExpiresAt": iso(utcnow() - timedelta(minutes=5))})
-    lifecycle.enforce_deadline(view["id"], utcnow())
+    aws_resources.set_attribute(view["id"], "uploadExpiresAt", iso(utcnow() - timedelta(minutes=5)))
+    clocks.enforce_deadline(view["id"], utcnow())
     assert predictions.get(view["id"]).status is Status.EXPIRED
 
 
@@ -286,18 +291,43 @@ def test_inline_input_is_stored_where_uploads_land(aws):
     assert json.loads(stored["Body"].read()) == PIXELS
 
 
-def test_two_copies_of_one_result_send_one_email(aws):
-    # Given two invocations handling the same result at once: the first holds the send claim
-    from chorus import callbacks
-    from chorus.errors import DeliveryFailed
-
+def test_two_copies_of_one_delivery_message_send_one_email(aws):
+    # Given a finished prediction whose e-mail was queued twice (two copies of its result)
     view = submit(contentType="application/json", callback={"type": "email", "address": "claims@example.com"})
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
-    assert predictions.claim_callback(view["id"], "completed", seconds=45)
-    # When the second one finishes the prediction and tries to send
-    record = predictions.transition(view["id"], Status.SUCCEEDED, {"output": completed(view["id"]).output().as_dict()})
-    assert record is not None
-    # Then it does not send, and asks to be retried in case the first one fails
-    with pytest.raises(DeliveryFailed, match="another invocation"):
-        callbacks.notify(record, "completed", lifecycle.render)
+    result = completed(view["id"])
+    results.record_result(result)
+    results.record_result(result)
+    # When the delivery consumer handles both messages
+    handled = aws_resources.run_deliveries()
+    # Then only the first claim sent it
+    assert handled == 2
+    assert boto3.client("ses").get_send_quota()["SentLast24Hours"] == 1
+
+
+def test_recording_a_result_never_sends_a_callback_itself(aws):
+    # Given a prediction with an e-mail callback
+    view = submit(contentType="application/json", callback={"type": "email", "address": "claims@example.com"})
+    upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
+    # When its result is recorded
+    results.record_result(completed(view["id"]))
+    # Then nothing was sent yet: the callback is only queued, and the representation says pending
     assert boto3.client("ses").get_send_quota()["SentLast24Hours"] == 0
+    assert queries.describe(view["id"])["email"] == {"event": "completed", "status": "pending", "attempts": 0}
+
+
+def test_async_prediction_without_a_result_times_out_at_its_run_deadline(aws, monkeypatch):
+    # Given an async prediction dispatched to its endpoint, whose notification never comes
+    view = submit(contentType="application/json")
+    upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
+    record = predictions.get(view["id"])
+    assert record.status is Status.RUNNING and record.run_deadline_at is not None
+    # When the deadline queue's message for its run deadline arrives after that moment
+    later = record.run_deadline_at + timedelta(seconds=2)
+    monkeypatch.setattr(clocks, "utcnow", lambda: later)
+    clocks.enforce_deadline(view["id"], record.run_deadline_at)
+    # Then it failed with timed_out, naming the service
+    failed = predictions.get(view["id"])
+    assert failed.status is Status.FAILED
+    assert failed.error is not None and failed.error.code == "timed_out"
+    assert "digits-forest" in failed.error.message

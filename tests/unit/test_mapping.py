@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from chorus.errors import InvalidInput
-from chorus.mapping import MappingError, RenderResult, render_mapping
+from chorus.core.errors import InvalidInput
+from chorus.model.mapping import MappingError, RenderResult, render_mapping
 
 SVM_OUTPUT = {"label": 3, "probabilities": [0.0, 0.1, 0.0, 0.9, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]}
 REQUEST_INPUT = {"pixels": [0] * 64, "meta": {"source": "scanner"}, "output": "a field named output"}

@@ -20,5 +20,6 @@ def test_openapi_document_describes_the_prediction_request():
         "/predictions",
         "/predictions/{prediction_id}",
         "/predictions/{prediction_id}/cancel",
+        "/predictions/{prediction_id}/webhook/redeliver",
         "/services",
     }

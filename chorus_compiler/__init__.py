@@ -1,0 +1,1 @@
+"""The ensemble compiler: a build tool (registry → statemachines/*.asl.json), never in the Lambda layer."""

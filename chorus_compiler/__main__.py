@@ -1,0 +1,5 @@
+import sys
+
+from chorus_compiler.compiler import main
+
+sys.exit(main())

@@ -1,0 +1,92 @@
+"""The channels a caller is told through: a signed webhook, an SES e-mail, or the parent
+ensemble's waiting task. Which event goes where, and when to retry, is the domain's decision
+(`domain/callbacks.py`, `domain/deliveries.py`); this module only sends."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+from chorus.adapters import executions, webhooks
+from chorus.core import settings
+from chorus.core.clients import client
+from chorus.core.errors import ChorusError
+from chorus.core.observability import logger
+from chorus.model.records import CallbackEvent, EmailCallback, PredictionRecord, Status, StepFunctionsCallback
+
+
+class SigningSecretMissing(ChorusError):
+    code = "configuration_error"
+
+
+@cache
+def _ssm() -> SSMProvider:
+    return SSMProvider(boto3_client=client("ssm"))
+
+
+def webhook_secret() -> str:
+    config = settings.load(settings.WebhookSettings)
+    if config.webhook_secret is not None:
+        return config.webhook_secret.get_secret_value()
+    if not config.webhook_secret_parameter:
+        raise SigningSecretMissing("no webhook signing secret is configured (WEBHOOK_SECRET_PARAMETER)")
+    return str(_ssm().get(config.webhook_secret_parameter, decrypt=True, max_age=300))
+
+
+def webhook_message_id(prediction_id: str, event: CallbackEvent) -> str:
+    # The same for every attempt and every redelivery of one event: receivers dedupe on it.
+    return f"msg_{prediction_id}_{event.value}"
+
+
+def send_webhook(url: str, prediction_id: str, event: CallbackEvent, view: dict[str, Any]) -> webhooks.Attempt:
+    config = settings.load(settings.WebhookSettings)
+    return webhooks.post(
+        url,
+        webhook_message_id(prediction_id, event),
+        json.dumps(view, separators=(",", ":")).encode(),
+        webhook_secret(),
+        allowed_networks=config.allowed_networks,
+        deadline_seconds=config.webhook_attempt_seconds,
+    )
+
+
+def send_email(record: PredictionRecord, callback: EmailCallback, view: dict[str, Any]) -> None:
+    lines = [f"Prediction {record.id} for service {record.service} is {record.status.value}."]
+    if view.get("output"):
+        lines.append(f"Download the output (link valid until {view['output']['expiresAt']}): {view['output']['url']}")
+    if view.get("error"):
+        lines.append(f"Error: {view['error']['code']}: {view['error']['message']}")
+    lines += ["", json.dumps(view, indent=2)]
+    client("ses").send_email(
+        Source=settings.load(settings.EmailSettings).sender_email,
+        Destination={"ToAddresses": [callback.address]},
+        Message={
+            "Subject": {"Data": f"Chorus prediction {record.id}: {record.status.value}"},
+            "Body": {"Text": {"Data": "\n".join(lines)}},
+        },
+    )
+
+
+def resume_parent(record: PredictionRecord, callback: StepFunctionsCallback) -> None:
+    """Finish the parent ensemble's waiting task with this step's outcome. A spent token (the
+    task already finished or timed out) means a duplicate: nothing to do."""
+    step = f"step {record.step_name!r} ({record.service})"
+    if record.status is Status.SUCCEEDED and record.output is not None:
+        sent = executions.send_success(
+            callback.task_token,
+            {
+                "id": record.id,
+                "parentId": record.parent_id,
+                **record.output.as_dict(),
+                "outputLocation": record.output.uri,
+            },
+        )
+    else:
+        reason = record.error.message if record.error else record.status.value
+        error = "StepFailed" if record.status is Status.FAILED else "StepCanceled"
+        sent = executions.send_failure(callback.task_token, error, f"{step} {record.status.value}: {reason}")
+    if not sent:
+        logger.info("task token already spent (duplicate or timed out)", extra={"prediction_id": record.id})

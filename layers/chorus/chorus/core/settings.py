@@ -1,0 +1,114 @@
+"""Typed settings, one small model per collaborator, read from the environment at call time.
+
+A function gets only the environment variables of the collaborators it uses (template.yaml sets
+them per function); reading a settings model whose variables are missing fails loudly, naming them.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import TypeVar
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Network = IPv4Network | IPv6Network
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+
+class TableSettings(_Settings):
+    predictions_table: str
+    record_ttl_days: int = Field(default=30, ge=1)
+
+
+class IdempotencySettings(_Settings):
+    idempotency_table: str
+
+
+class PayloadSettings(_Settings):
+    payloads_bucket: str
+    upload_url_ttl_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    output_url_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+
+class TopicSettings(_Settings):
+    success_topic_arn: str
+    error_topic_arn: str
+
+
+class ExecutionSettings(_Settings):
+    state_machine_arn_prefix: str
+
+
+class RegistrySettings(_Settings):
+    registry_file: str = ""
+
+
+class DeadlineQueueSettings(_Settings):
+    deadline_queue_url: str
+
+
+class DeliveryQueueSettings(_Settings):
+    delivery_queue_url: str
+
+
+class DeadLetterSettings(_Settings):
+    """The dead-letter queues whose messages process-input turns into truthful final states."""
+
+    upload_dlq_arn: str = ""
+
+
+class WebhookGuardSettings(_Settings):
+    webhook_allowed_networks: str = ""
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            ip_network(part, strict=False)
+        return value
+
+    @property
+    def allowed_networks(self) -> tuple[Network, ...]:
+        parts = filter(None, (p.strip() for p in self.webhook_allowed_networks.split(",")))
+        return tuple(ip_network(p, strict=False) for p in parts)
+
+
+class WebhookSettings(WebhookGuardSettings):
+    webhook_secret_parameter: str = ""
+    # A secret given directly wins over the SSM parameter (handy for `sam local invoke`).
+    webhook_secret: SecretStr | None = None
+    # The whole attempt (connect, send, read) must finish within this; a receiver that drips
+    # bytes cannot hold a delivery worker longer.
+    webhook_attempt_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Seconds before each attempt, the Standard Webhooks example schedule: 8 attempts over ~28 h.
+    webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule_parses(cls, value: str) -> str:
+        delays = [int(part) for part in value.split(",")]
+        if not delays or any(d < 0 for d in delays) or len(delays) > 20:
+            raise ValueError("WEBHOOK_RETRY_SCHEDULE is 1 to 20 comma-separated non-negative seconds")
+        return value
+
+    @property
+    def retry_delays(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.webhook_retry_schedule.split(","))
+
+
+class EmailSettings(_Settings):
+    sender_email: str
+
+
+S = TypeVar("S", bound=_Settings)
+
+
+@cache
+def load(kind: type[S]) -> S:
+    """The settings of one collaborator, read once per execution environment."""
+    return kind()

@@ -1,0 +1,138 @@
+"""The delivery consumer: one attempt of one callback per message, then the next attempt is
+scheduled (a delayed message) or the outcome is final.
+
+- Schedule: `WEBHOOK_RETRY_SCHEDULE`, seconds before each attempt (Standard Webhooks' example by
+  default: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). A receiver's `Retry-After` on 429/503
+  pushes the next attempt further out, never beyond the schedule's longest wait.
+- 410 Gone disables delivery for the prediction; other 4xx and redirects are final (`failed`);
+  5xx, 408, 429, timeouts, connection and DNS errors are retried.
+- Each attempt is claimed before it is made, so two copies of a message never both send; a worker
+  that dies after its claim leaves a lapsed lease, and SQS's redelivery makes the attempt again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chorus.adapters import notifier, predictions, queues
+from chorus.adapters.webhooks import Attempt, Outcome
+from chorus.api.views import represent
+from chorus.core import settings
+from chorus.core.clock import utcnow
+from chorus.core.errors import NotRedeliverable, WebhookRefused
+from chorus.core.observability import logger, metrics
+from chorus.events.models import DeliveryRequest
+from chorus.model.records import (
+    CallbackEvent,
+    Delivery,
+    DeliveryStatus,
+    EmailCallback,
+    PredictionRecord,
+    WebhookCallback,
+)
+
+LEASE_SLACK = timedelta(seconds=30)
+# SES answers these when the message itself is unacceptable: retrying cannot help.
+FINAL_EMAIL_ERRORS = frozenset({"MessageRejected", "MailFromDomainNotVerifiedException", "InvalidParameterValue"})
+
+
+def attempt(request: DeliveryRequest) -> None:
+    now = utcnow()
+    if request.not_before is not None and request.not_before > now + timedelta(seconds=1):
+        queues.schedule_delivery(
+            request.prediction_id, request.event, request.series, request.attempt, request.not_before
+        )
+        return
+    config = settings.load(settings.WebhookSettings)
+    lease = now + timedelta(seconds=config.webhook_attempt_seconds) + LEASE_SLACK
+    record = predictions.claim_delivery(request.prediction_id, request.event, request.series, request.attempt, lease)
+    if record is None:
+        logger.info("delivery attempt already made or superseded", extra=_context(request))
+        return
+    callback = record.callback
+    view = represent(record)
+    if isinstance(callback, WebhookCallback):
+        try:
+            result = notifier.send_webhook(callback.url, record.id, request.event, view)
+        except WebhookRefused as exc:
+            result = Attempt(Outcome.REJECTED, exc.message)
+    elif isinstance(callback, EmailCallback):
+        result = _email(record, callback, view)
+    else:
+        result = Attempt(Outcome.REJECTED, "the prediction has no client callback")
+    _record(request, result, config.retry_delays)
+
+
+def _email(record: PredictionRecord, callback: EmailCallback, view: dict[str, Any]) -> Attempt:
+    try:
+        notifier.send_email(record, callback, view)
+    except ClientError as exc:
+        code = exc.response["Error"].get("Code", "")
+        outcome = Outcome.REJECTED if code in FINAL_EMAIL_ERRORS else Outcome.RETRY
+        return Attempt(outcome, f"SES {code}: {exc.response['Error'].get('Message', '')}"[:500])
+    return Attempt(Outcome.DELIVERED, "accepted by SES")
+
+
+def _record(request: DeliveryRequest, result: Attempt, delays: tuple[int, ...]) -> None:
+    now = utcnow()
+    next_at = None
+    if result.outcome is Outcome.DELIVERED:
+        status = DeliveryStatus.DELIVERED
+    elif result.outcome is Outcome.GONE:
+        status = DeliveryStatus.DISABLED
+    elif result.outcome is Outcome.RETRY and request.attempt < len(delays):
+        status = DeliveryStatus.PENDING
+        wait = max(delays[request.attempt], min(result.retry_after or 0, max(delays)))
+        next_at = now + timedelta(seconds=wait)
+    else:
+        status = DeliveryStatus.FAILED
+    delivery = Delivery(
+        series=request.series,
+        attempts=request.attempt,
+        status=status,
+        last_attempt_at=now,
+        last_error=None if status is DeliveryStatus.DELIVERED else result.detail,
+        next_attempt_at=next_at,
+    )
+    if predictions.record_delivery(request.prediction_id, request.event, delivery) is None:
+        return  # a redelivery started a new series meanwhile: it carries on from here
+    logger.info(
+        "callback attempt",
+        extra={**_context(request), "outcome": result.outcome.value, "detail": result.detail, "status": status},
+    )
+    metrics.add_metric(name=f"Callback{result.outcome.value.title()}", unit="Count", value=1)
+    if next_at is not None:
+        queues.schedule_delivery(request.prediction_id, request.event, request.series, request.attempt + 1, next_at)
+
+
+def _context(request: DeliveryRequest) -> dict[str, object]:
+    return {
+        "prediction_id": request.prediction_id,
+        "event": request.event.value,
+        "series": request.series,
+        "attempt": request.attempt,
+    }
+
+
+def redeliver(prediction_id: str) -> None:
+    """Send the current representation again: a new attempt series of every event the prediction
+    has reached, with the same `webhook-id` per event (the replay Standard Webhooks asks for)."""
+    record = predictions.get(prediction_id)
+    if not isinstance(record.callback, WebhookCallback):
+        raise NotRedeliverable(f"prediction {prediction_id!r} has no webhook to redeliver")
+    events = [CallbackEvent(e) for e in record.callback.events]
+    reached = [
+        e
+        for e in events
+        if e in record.deliveries or (record.status.terminal if e is CallbackEvent.COMPLETED else record.started_at)
+    ]
+    if not reached:
+        raise NotRedeliverable(f"prediction {prediction_id!r} has not reached an event its webhook asked for")
+    for event in reached:
+        current = record.deliveries.get(event)
+        series = current.series if current else 0
+        if predictions.start_delivery_series(prediction_id, event, series) is not None:
+            queues.schedule_delivery(prediction_id, event, series + 1, 1)
