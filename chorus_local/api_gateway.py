@@ -1,8 +1,10 @@
 """The REST API (API Gateway, Lambda proxy integration) on 127.0.0.1:<api_port>.
 
-Routes come from the functions' `Type: Api` events. Requests become API Gateway REST proxy
-events (payload format 1.0) and proxy responses are mapped back, with API Gateway's own
-answers where it answers itself:
+Routes come from the REST API's OpenAPI body as SAM generates it from the functions' `Type: Api`
+events: Lambda proxy integrations, and mock integrations (SAM's CORS preflight `OPTIONS`
+methods, answered with their static headers). Requests become API Gateway REST proxy events
+(payload format 1.0) and proxy responses are mapped back, with API Gateway's own answers where it
+answers itself:
 - no matching resource/method → 403 {"message": "Missing Authentication Token"} (what a REST API
   returns for an unknown path, so clients see the same thing locally);
 - Lambda error or malformed proxy response → 502 {"message": "Internal server error"};
@@ -40,10 +42,20 @@ PAYLOAD_LIMIT = 10 * 1024 * 1024  # API Gateway's request payload limit
 
 
 @dataclass(frozen=True)
+class GatewayResponse:
+    """A customised API Gateway response (the Api's GatewayResponses), or a mock integration's."""
+
+    templates: dict[str, str] = field(default_factory=dict)  # content type → mapping template
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int | None = None
+
+
+@dataclass(frozen=True)
 class ApiRoute:
     path: str  # resource path template, e.g. /predictions/{id}
     method: str  # GET, POST, ... or ANY
-    function: str
+    function: str  # the Lambda proxy integration's function ("" for a mock integration)
+    mock: GatewayResponse | None = None  # a mock integration's static response
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -52,19 +64,9 @@ class ApiRoute:
 
 @dataclass(frozen=True)
 class CorsConfig:
+    """The API's CORS origin (from SAM's preflight methods), also set on proxy responses."""
+
     allow_origin: str
-    allow_methods: str = "*"
-    allow_headers: str | None = None
-    max_age: str | None = None
-
-
-@dataclass(frozen=True)
-class GatewayResponse:
-    """A customised API Gateway response (the Api's GatewayResponses)."""
-
-    templates: dict[str, str] = field(default_factory=dict)  # content type → mapping template
-    headers: dict[str, str] = field(default_factory=dict)
-    status: int | None = None
 
 
 # API Gateway's own errors: status → (gateway response type, message, x-amzn-ErrorType).
@@ -122,8 +124,8 @@ class RestApi:
     def __init__(self, config: ApiConfig, runtime: LambdaRuntime) -> None:
         self.config = config
         self._runtime = runtime
-        # Deterministic order: most specific route first.
-        self._routes = sorted(config.routes, key=_specificity, reverse=True)
+        # Deterministic order: most specific route first; on one resource, its own method before ANY.
+        self._routes = sorted(config.routes, key=lambda r: (_specificity(r), r.method != "ANY"), reverse=True)
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="api-integration")
 
     def close(self) -> None:
@@ -190,11 +192,11 @@ class RestApi:
 
     def _handle(self, request: Request, request_id: str) -> Response:
         path = self._strip_stage(request.path)
-        if request.method == "OPTIONS" and self.config.cors is not None:
-            return self._preflight(request_id)
         found = self.find(request.method, path)
         if found is None:
             return self.error(403, request_id)
+        if found[0].mock is not None:
+            return self._mock(found[0].mock, request_id)
         body = request.get_data()
         if len(body) > PAYLOAD_LIMIT:
             return self.error(413, request_id)
@@ -322,16 +324,11 @@ class RestApi:
         response.headers["x-amzn-RequestId"] = request_id
         return response
 
-    def _preflight(self, request_id: str) -> Response:
-        cors = self.config.cors
-        assert cors is not None
-        response = Response(status=200)
-        response.headers["Access-Control-Allow-Origin"] = cors.allow_origin
-        response.headers["Access-Control-Allow-Methods"] = cors.allow_methods
-        if cors.allow_headers:
-            response.headers["Access-Control-Allow-Headers"] = cors.allow_headers
-        if cors.max_age:
-            response.headers["Access-Control-Max-Age"] = cors.max_age
+    def _mock(self, mock: GatewayResponse, request_id: str) -> Response:
+        body = mock.templates.get("application/json", "")
+        response = Response(body, status=mock.status or 200, content_type="application/json")
+        for name, value in mock.headers.items():
+            response.headers[name] = value
         response.headers["x-amzn-RequestId"] = request_id
         return response
 

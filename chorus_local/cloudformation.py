@@ -1,24 +1,33 @@
 """template.yaml → running local resources, the way CloudFormation and SAM would build them.
 
-Three steps:
-1. `load_template`: parse the YAML (cfn-lint's loader understands the short-form tags) and apply
-   SAM's `Globals` (maps merge, lists concatenate, scalars are overridden).
-2. `Resolver`: parameters (defaults, overrides, constraints), conditions, pseudo parameters and the
+Four steps:
+1. `load_template`: parse the YAML (cfn-lint's loader understands the short-form tags).
+2. `transform`: the template's `AWS::Serverless-2016-10-31` transform, run by samtranslator (the
+   library CloudFormation's SAM transform and the SAM CLI use), so Globals, function events,
+   implicit APIs, roles, permissions and queues are exactly what SAM generates. Local
+   `CodeUri`/`ContentUri`/`DefinitionUri` paths go in as `s3://chorus-local-artifacts/<path>`
+   (what `sam package` would upload) and come out of the generated `Code`, `Content` and
+   `DefinitionS3Location` as directories again. No AWS call: the region comes from a session
+   object, managed policy names from samtranslator's bundled map.
+3. `Resolver`: parameters (defaults, overrides, constraints), conditions, pseudo parameters and the
    intrinsic functions (Ref, Fn::Sub, Fn::GetAtt, Fn::Join, Fn::If, Fn::Select, ...).
-3. `Provisioner`: creates every resource in dependency order through the AWS gateway (so moto
-   sees the same API calls CloudFormation would make), and turns functions and their events into
-   the configuration of the local Lambda runtime, REST API and event sources.
+4. `Provisioner`: creates every resource of the transformed template in dependency order through
+   the AWS gateway (so moto sees the API calls CloudFormation would make), and turns functions,
+   event source mappings, SNS subscriptions, event-invoke configs and the REST API's OpenAPI body
+   into the configuration of the local Lambda runtime, REST API and event sources.
 
-Nothing is listed by hand: each resource type has a handler that knows which properties it
-applies and which are AWS-side only (IAM, logging, throttling). Any other property, or a resource
-type without a handler, stops the stack with a `TemplateError` naming it, so the local stack can
-never silently differ from what the template declares.
+Nothing is listed by hand: each CloudFormation resource type has a handler that knows which
+properties it applies and which are AWS-side only (IAM, logging, throttling). Any other property,
+or a resource type without a handler, stops the stack with a `TemplateError` naming it, so the
+local stack can never silently differ from what the template (and SAM) declares.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -37,6 +46,12 @@ log = logging.getLogger("chorus_local.cloudformation")
 
 PARTITION = "aws"
 URL_SUFFIX = "amazonaws.com"
+DEFAULT_REGION = "us-east-1"
+SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
+# Stands in for the bucket `sam package` uploads code to; its keys are paths next to the template.
+LOCAL_ARTIFACTS_BUCKET = "chorus-local-artifacts"
+# SAM properties that take a local path in a template `sam build`/`sam package` have not touched.
+_LOCAL_URIS = {"Function": "CodeUri", "LayerVersion": "ContentUri", "StateMachine": "DefinitionUri"}
 
 
 class TemplateError(Exception):
@@ -65,30 +80,75 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def _merge_globals(global_value: Any, local_value: Any) -> Any:
-    """SAM's Globals rules: maps merge (resource wins), lists concatenate, scalars override."""
-    if isinstance(global_value, dict) and isinstance(local_value, dict):
-        merged = dict(global_value)
-        for key, value in local_value.items():
-            merged[key] = _merge_globals(global_value[key], value) if key in global_value else value
-        return merged
-    if isinstance(global_value, list) and isinstance(local_value, list):
-        return [*global_value, *local_value]
-    return local_value
-
-
 def load_template(path: Path) -> dict[str, Any]:
+    """The template as written (SAM resources and Globals untouched)."""
     from cfnlint.decode import cfn_yaml
 
     template = _plain(cfn_yaml.load(str(path)))
     if not isinstance(template, dict) or not isinstance(template.get("Resources"), dict):
         raise TemplateError(f"{path}: not a CloudFormation template (no Resources)")
-    for section, settings in (template.pop("Globals", None) or {}).items():
-        resource_type = f"AWS::Serverless::{section}"
-        for resource in template["Resources"].values():
-            if resource.get("Type") == resource_type:
-                resource["Properties"] = _merge_globals(settings, resource.get("Properties") or {})
     return template
+
+
+def _local_uris_as_s3(template: dict[str, Any]) -> None:
+    """Local paths → `{Bucket: LOCAL_ARTIFACTS_BUCKET, Key: path}`, in resources and Globals."""
+    sections = [(f"AWS::Serverless::{name}", props) for name, props in (template.get("Globals") or {}).items()]
+    sections += [(str(r.get("Type")), r.get("Properties")) for r in template["Resources"].values()]
+    for resource_type, props in sections:
+        key = _LOCAL_URIS.get(resource_type.removeprefix("AWS::Serverless::"))
+        if key and isinstance(props, dict) and isinstance(props.get(key), str) and "://" not in props[key]:
+            props[key] = {"Bucket": LOCAL_ARTIFACTS_BUCKET, "Key": props[key]}
+
+
+def transform(
+    template: Mapping[str, Any], parameters: Mapping[str, Any], *, region: str = DEFAULT_REGION
+) -> dict[str, Any]:
+    """CloudFormation's view of the template: the SAM transform applied by samtranslator."""
+    declared = template.get("Transform") or []
+    transforms = [declared] if isinstance(declared, str) else list(declared)
+    unsupported = [str(t) for t in transforms if t != SAM_TRANSFORM]
+    if unsupported:
+        raise TemplateError(f"transform {', '.join(unsupported)} is not supported by the local stack")
+    if not transforms:
+        return copy.deepcopy(dict(template))
+    import boto3
+    from samtranslator.model.exceptions import ExceptionWithMessage, InvalidDocumentException
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+    from samtranslator.utils.py27hash_fix import to_py27_compatible_template, undo_mark_unicode_str_in_template
+
+    # With no feature-toggle configuration every feature is off (as in SAM's own default) and
+    # samtranslator warns about each lookup; nothing to tell the developer.
+    logging.getLogger("samtranslator.feature_toggle").setLevel(logging.ERROR)
+    sam_template, parameter_values = copy.deepcopy(dict(template)), dict(parameters)
+    _local_uris_as_s3(sam_template)
+    # A session object only supplies the region (AWS::Region/AWS::Partition); nothing calls AWS.
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
+    try:
+        # As samtranslator.translator.transform.transform does: the same generated ids as the service.
+        to_py27_compatible_template(sam_template, parameter_values)
+        transformed = translator.translate(
+            sam_template,
+            parameter_values=parameter_values,
+            # Policy names outside samtranslator's bundled map would need IAM's ListPolicies.
+            get_managed_policy_map=dict,
+        )
+    except InvalidDocumentException as error:
+        causes = "; ".join(cause.message for cause in error.causes)
+        raise TemplateError(f"SAM transform failed: {causes}") from None
+    except ExceptionWithMessage as error:
+        raise TemplateError(f"SAM transform failed: {error.message}") from None
+    finally:
+        translator.metrics.publish()  # to a dummy publisher; otherwise it warns when collected
+    return dict(undo_mark_unicode_str_in_template(transformed))
+
+
+def transform_template(
+    path: Path, parameter_overrides: Mapping[str, str] | None = None, *, region: str = DEFAULT_REGION
+) -> dict[str, Any]:
+    """template.yaml as CloudFormation deploys it (parameter overrides checked and applied)."""
+    template = load_template(path)
+    return transform(template, resolve_parameters(template, parameter_overrides or {}), region=region)
 
 
 # ----------------------------------------------------------------------------- resolution
@@ -367,6 +427,19 @@ class _TypeSupport:
     ignored: Mapping[str, str]  # property → why it does not matter locally
 
 
+@dataclass
+class _RestApi:
+    """One AWS::ApiGateway::RestApi and the stages that deploy it."""
+
+    logical_id: str
+    routes: list[ApiRoute]
+    binary_media_types: list[str]
+    cors: CorsConfig | None
+    gateway_responses: dict[str, GatewayResponse]
+    stages: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (name, stage variables)
+    deployment_stages: list[str] = field(default_factory=list)  # a Deployment's own StageName
+
+
 def _int(value: Any) -> int:
     return int(str(value))
 
@@ -400,9 +473,10 @@ class Provisioner:
     ) -> None:
         self.template_path = template_path
         self.base_dir = template_path.parent
-        self.template = load_template(template_path)
         self.endpoint = endpoint
-        self.parameters = resolve_parameters(self.template, parameter_overrides or {})
+        source = load_template(template_path)
+        self.parameters = resolve_parameters(source, parameter_overrides or {})
+        self.template = transform(source, self.parameters, region=endpoint.region)
         self.resolver = Resolver(self.template, self.parameters, stack_name=stack_name, region=endpoint.region)
         self.stack = ProvisionedStack(
             stack_name=stack_name,
@@ -411,9 +485,10 @@ class Provisioner:
             refs=self.resolver.refs,
             attributes=self.resolver.attributes,
         )
-        self._layers: dict[str, Path] = {}  # layer ARN → ContentUri directory
-        self._apis: dict[str, tuple[str, dict[str, Any]]] = {}  # api id → (logical id, props)
-        self._routes: dict[str, list[ApiRoute]] = {}  # api id → routes
+        self._layers: dict[str, Path] = {}  # layer version ARN → content directory
+        self._functions: dict[str, FunctionConfig] = {}  # logical id → config (async config added later)
+        self._function_ids: dict[str, str] = {}  # function name and ARN → logical id
+        self._apis: dict[str, _RestApi] = {}  # REST API id → routes and stages
 
     # -- helpers for handlers --------------------------------------------------------------
 
@@ -450,6 +525,27 @@ class Provisioner:
             raise TemplateError(f"{context}: {path} does not exist")
         return path
 
+    def artifact(self, location: Any, bucket_key: str, key_key: str, context: str) -> Path:
+        """A local path that went through SAM as an S3 location (see `_local_uris_as_s3`)."""
+        if not isinstance(location, dict) or location.get(bucket_key) != LOCAL_ARTIFACTS_BUCKET:
+            raise TemplateError(f"{context}: only a local path next to the template runs locally, got {location!r}")
+        return self.path(location.get(key_key), context)
+
+    def function(self, name_or_arn: Any, context: str) -> FunctionConfig:
+        """A function of this template by name, ARN (with or without qualifier) or logical id."""
+        key = str(name_or_arn)
+        if key.startswith("arn:") and len(key.split(":")) > 7:
+            key = ":".join(key.split(":")[:7])  # drop a version or alias qualifier
+        logical_id = self._function_ids.get(key, key)
+        if logical_id not in self._functions:
+            raise TemplateError(f"{context}: {name_or_arn} is not a function of this template")
+        return self._functions[logical_id]
+
+    def rest_api(self, api_id: Any, context: str) -> _RestApi:
+        if str(api_id) not in self._apis:
+            raise TemplateError(f"{context}: {api_id} is not a REST API of this template")
+        return self._apis[str(api_id)]
+
     # -- the run ---------------------------------------------------------------------------
 
     def provision(self) -> ProvisionedStack:
@@ -474,8 +570,8 @@ class Provisioner:
                 log.debug("%s.%s not applied locally: %s", logical_id, name, support.ignored[name])
             properties = self.resolver.resolve({k: v for k, v in raw.items() if k in support.applied})
             support.handler(self, _Resource(logical_id, resource_type, properties))
+        self.stack.functions = self._labelled(list(self._functions.values()))
         self._finish_api()
-        self._label_functions()
         self.stack.outputs = self._outputs()
         return self.stack
 
@@ -536,84 +632,55 @@ class Provisioner:
             outputs[name] = self.resolver.resolve(output.get("Value"))
         return outputs
 
-    def _label_functions(self) -> None:
+    @staticmethod
+    def _labelled(functions: list[FunctionConfig]) -> list[FunctionConfig]:
         """Log labels: function names without the prefix they all share (chorus-local-…)."""
-        functions = self.stack.functions
         if len(functions) < 2:
-            return
+            return functions
         split = [f.name.split("-") for f in functions]
         shared = 0
         while all(len(parts) > shared + 1 and parts[shared] == split[0][shared] for parts in split):
             shared += 1
-        self.stack.functions = [
-            FunctionConfig(**{**f.__dict__, "log_label": "-".join(parts[shared:])})
+        return [
+            dataclasses.replace(f, log_label="-".join(parts[shared:]))
             for f, parts in zip(functions, split, strict=True)
         ]
 
-    # -- API -------------------------------------------------------------------------------
-
-    def add_route(self, api_id: str, route: ApiRoute) -> None:
-        self._routes.setdefault(api_id, []).append(route)
-
     def _finish_api(self) -> None:
-        if not self._routes:
+        served = {api_id: api for api_id, api in self._apis.items() if api.routes}
+        if not served:
             return
-        if len(self._routes) > 1:
-            raise TemplateError(
-                f"functions use more than one REST API; the local stack serves one ({', '.join(sorted(self._routes))})"
-            )
-        ((api_id, routes),) = self._routes.items()
-        if api_id == _IMPLICIT_API:
-            properties: dict[str, Any] = {"StageName": "Prod"}
-        elif api_id in self._apis:
-            properties = self._apis[api_id][1]
+        if len(served) > 1:
+            names = ", ".join(sorted(api.logical_id for api in served.values()))
+            raise TemplateError(f"more than one REST API has routes; the local stack serves one ({names})")
+        ((api_id, api),) = served.items()
+        if len(api.stages) > 1:
+            names = ", ".join(sorted(name for name, _ in api.stages))
+            raise TemplateError(f"{api.logical_id}: more than one stage ({names}); the local stack serves one")
+        if api.stages:
+            (stage, variables), *_ = api.stages
+        elif api.deployment_stages:
+            stage, variables = api.deployment_stages[0], {}
         else:
-            raise TemplateError(f"Api events name RestApiId {api_id}, which is not in the template")
-        cors = properties.get("Cors")
-        cors_config = None
-        if cors is not None:
-            cors = {"AllowOrigin": cors} if isinstance(cors, str) else cors
-            _only("Api Cors", cors, {"AllowOrigin", "AllowMethods", "AllowHeaders", "MaxAge", "AllowCredentials"})
-
-            def unquote(value: Any) -> str | None:
-                return None if value is None else str(value).strip("'")
-
-            cors_config = CorsConfig(
-                allow_origin=unquote(cors["AllowOrigin"]) or "*",
-                allow_methods=unquote(cors.get("AllowMethods")) or "*",
-                allow_headers=unquote(cors.get("AllowHeaders")),
-                max_age=unquote(cors.get("MaxAge")),
-            )
-        responses: dict[str, GatewayResponse] = {}
-        for response_type, spec in (properties.get("GatewayResponses") or {}).items():
-            _only(f"GatewayResponses.{response_type}", spec, {"ResponseTemplates", "ResponseParameters", "StatusCode"})
-            headers = {
-                name: str(value).strip("'")
-                for name, value in ((spec.get("ResponseParameters") or {}).get("Headers") or {}).items()
-            }
-            responses[response_type] = GatewayResponse(
-                templates=dict(spec.get("ResponseTemplates") or {}),
-                headers=headers,
-                status=_int(spec["StatusCode"]) if "StatusCode" in spec else None,
-            )
+            raise TemplateError(f"{api.logical_id}: no stage deploys it")
+        for name in api.deployment_stages:
+            if name != stage:
+                log.debug("%s: the deployment's stage %s is not served (only %s)", api.logical_id, name, stage)
         seen: set[tuple[str, str]] = set()
-        for route in routes:
+        for route in api.routes:
             key = (route.path, route.method)
             if key in seen:
-                raise TemplateError(f"two Api events for {route.method} {route.path}")
+                raise TemplateError(f"{api.logical_id}: two integrations for {route.method} {route.path}")
             seen.add(key)
         self.stack.api = ApiConfig(
-            stage=str(properties.get("StageName", "Prod")),
-            routes=tuple(routes),
-            binary_media_types=tuple(str(t).replace("~1", "/") for t in properties.get("BinaryMediaTypes") or []),
-            cors=cors_config,
+            stage=stage,
+            routes=tuple(api.routes),
+            binary_media_types=tuple(api.binary_media_types),
+            cors=api.cors,
             api_id=api_id,
-            stage_variables={str(k): str(v) for k, v in (properties.get("Variables") or {}).items()},
-            gateway_responses=responses,
+            stage_variables=variables,
+            gateway_responses=api.gateway_responses,
         )
-
-
-_IMPLICIT_API = "ServerlessRestApi"
 
 
 # ----------------------------------------------------------------------------- handlers
@@ -795,10 +862,10 @@ def _subscribe(
 ) -> None:
     if protocol == "lambda":
         # Delivered by the local runtime once functions run (see event_sources.SnsDeliveries).
-        function = endpoint.split(":")[6] if endpoint.startswith("arn:") else endpoint
+        function = p.function(endpoint, f"{logical_id} Endpoint")
         p.stack.sns_subscriptions.append(
             SnsSubscription(
-                function=function,
+                function=function.logical_id,
                 topic_arn=topic_arn,
                 filter_policy=attributes.get("FilterPolicy"),
                 filter_policy_scope=attributes.get("FilterPolicyScope"),
@@ -927,71 +994,15 @@ def _ssm_parameter(p: Provisioner, r: _Resource) -> None:
 def _layer_version(p: Provisioner, r: _Resource) -> None:
     props = r.properties
     name = str(props.get("LayerName") or r.logical_id)
-    content = p.path(props.get("ContentUri"), f"{r.logical_id}.ContentUri")
+    content = p.artifact(props.get("Content"), "S3Bucket", "S3Key", f"{r.logical_id}.Content")
     arn = p.arn("lambda", f"layer:{name}:1")
     # A python3.x BuildMethod copies ContentUri into the layer's python/ directory (/opt/python
     # on sys.path), so the directory itself goes on PYTHONPATH.
     p._layers[arn] = content
-    p.register(r.logical_id, arn)
+    p.register(r.logical_id, arn, LayerVersionArn=arn)
 
 
-def _serverless_api(p: Provisioner, r: _Resource) -> None:
-    api_id = hashlib.sha1(f"{p.stack.stack_name}/{r.logical_id}".encode()).hexdigest()[:10]
-    p._apis[api_id] = (r.logical_id, r.properties)
-    stage = str(r.properties.get("StageName", "Prod"))
-    p.register(r.logical_id, api_id, RootResourceId=hashlib.sha1(api_id.encode()).hexdigest()[:10])
-    log.debug("%s: REST API %s, stage %s", r.logical_id, api_id, stage)
-
-
-def _state_machine(p: Provisioner, r: _Resource) -> None:
-    props = r.properties
-    serverless = r.type == "AWS::Serverless::StateMachine"
-    if serverless and props.get("Events"):
-        raise TemplateError(f"{r.logical_id}: state machine Events are not supported locally")
-    name = str(props.get("Name" if serverless else "StateMachineName") or p.generated_name(r.logical_id, max_length=80))
-    kind = str(props.get("Type" if serverless else "StateMachineType", "STANDARD"))
-    if "DefinitionUri" in props:
-        definition = p.path(props["DefinitionUri"], f"{r.logical_id}.DefinitionUri").read_text()
-    elif "Definition" in props:
-        definition = json.dumps(props["Definition"])
-    elif "DefinitionString" in props:
-        definition = str(props["DefinitionString"])
-    else:
-        raise TemplateError(f"{r.logical_id}: no DefinitionUri, Definition or DefinitionString")
-    for key, value in (props.get("DefinitionSubstitutions") or {}).items():
-        definition = definition.replace("${" + key + "}", str(value))
-    leftover = sorted(set(re.findall(r"\$\{([A-Za-z0-9_.]+)\}", definition)))
-    if leftover:
-        raise TemplateError(f"{r.logical_id}: no DefinitionSubstitutions for {', '.join(leftover)}")
-    json.loads(definition)  # fail here, naming the resource, rather than at the first execution
-    role = props.get("Role" if serverless else "RoleArn") or p.arn(
-        "iam", f"role/{p.generated_name(r.logical_id)}-role", region=False
-    )
-    arn = p.endpoint.client("stepfunctions").create_state_machine(
-        name=name,
-        definition=definition,
-        roleArn=str(role),
-        type=kind,
-        tags=[{"key": t["Key"], "value": t["Value"]} for t in _tags(props.get("Tags"))],
-    )["stateMachineArn"]
-    p.register(r.logical_id, arn, Arn=arn, Name=name)
-
-
-def _destination(spec: Mapping[str, Any] | None, context: str) -> Destination | None:
-    if not spec:
-        return None
-    kind = spec.get("Type")
-    if kind == "EventBridge" or (kind is None and ":events:" in str(spec.get("Destination"))):
-        raise TemplateError(f"{context}: EventBridge destinations are not supported locally")
-    if "Destination" not in spec:
-        raise TemplateError(f"{context}: give Destination explicitly (SAM would create a queue)")
-    return Destination(str(spec["Destination"]))
-
-
-_API_EVENT_IGNORED = {"RequestModel", "RequestParameters"}
-
-
-def _serverless_function(p: Provisioner, r: _Resource) -> None:
+def _lambda_function(p: Provisioner, r: _Resource) -> None:
     props = r.properties
     context = r.logical_id
     if str(props.get("PackageType", "Zip")) != "Zip":
@@ -1000,128 +1011,229 @@ def _serverless_function(p: Provisioner, r: _Resource) -> None:
     if not runtime.startswith("python3"):
         raise TemplateError(f"{context}: runtime {runtime!r} cannot run locally (python3.x only)")
     name = str(props.get("FunctionName") or p.generated_name(r.logical_id))
-    code_dir = p.path(props.get("CodeUri"), f"{context}.CodeUri")
     layer_dirs = []
     for layer in props.get("Layers") or []:
         if layer not in p._layers:
             raise TemplateError(f"{context}: layer {layer} is not a LayerVersion of this template")
         layer_dirs.append(p._layers[layer])
     variables = (props.get("Environment") or {}).get("Variables") or {}
-    environment = {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in variables.items()}
-    invoke = props.get("EventInvokeConfig") or {}
-    _only(
-        f"{context}.EventInvokeConfig",
-        invoke,
-        {"MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig"},
-    )
-    destinations = invoke.get("DestinationConfig") or {}
-    dead_letter = props.get("DeadLetterQueue")
-    async_config = AsyncInvokeConfig(
-        maximum_retry_attempts=_int(invoke.get("MaximumRetryAttempts", 2)),
-        maximum_event_age_seconds=_int(invoke.get("MaximumEventAgeInSeconds", 21600)),
-        on_success=_destination(destinations.get("OnSuccess"), f"{context} OnSuccess"),
-        on_failure=_destination(destinations.get("OnFailure"), f"{context} OnFailure"),
-        dead_letter_queue=Destination(str(dead_letter["TargetArn"])) if dead_letter else None,
-    )
+    dead_letter = (props.get("DeadLetterConfig") or {}).get("TargetArn")
     config = FunctionConfig(
         logical_id=r.logical_id,
         name=name,
         handler=str(props["Handler"]),
-        code_dir=code_dir,
+        code_dir=p.artifact(props.get("Code"), "S3Bucket", "S3Key", f"{context}.Code"),
         timeout_seconds=_int(props.get("Timeout", 3)),
         memory_mb=_int(props.get("MemorySize", 128)),
-        environment=environment,
+        environment={str(k): _bool_text(v) for k, v in variables.items()},
         layer_dirs=tuple(layer_dirs),
         runtime=runtime,
-        async_config=async_config,
+        # Lambda's defaults until an EventInvokeConfig of the function says otherwise.
+        async_config=AsyncInvokeConfig(
+            dead_letter_queue=_destination(str(dead_letter), f"{context}.DeadLetterConfig") if dead_letter else None
+        ),
     )
-    p.stack.functions.append(config)
     arn = config.arn(p.region)
+    p._functions[r.logical_id] = config
+    p._function_ids.update({name: r.logical_id, arn: r.logical_id})
     p.register(r.logical_id, name, Arn=arn)
-    for event_id, event in (props.get("Events") or {}).items():
-        _function_event(p, config, f"{context}.Events.{event_id}", event)
 
 
-def _function_event(p: Provisioner, config: FunctionConfig, context: str, event: Mapping[str, Any]) -> None:
-    kind = event.get("Type")
-    props = event.get("Properties") or {}
-    if kind == "Api":
-        _only(context, props, {"Path", "Method", "RestApiId", "Auth", *_API_EVENT_IGNORED})
-        auth = props.get("Auth") or {}
-        if auth and auth.get("Authorizer") != "NONE":
-            raise TemplateError(f"{context}: API authorizers are not emulated locally")
-        for key in _API_EVENT_IGNORED & set(props):
-            log.debug("%s.%s not enforced locally", context, key)
-        api_id = str(props.get("RestApiId") or _IMPLICIT_API)
-        method = str(props["Method"]).upper()
-        p.add_route(api_id, ApiRoute(path=str(props["Path"]), method=method, function=config.name))
-    elif kind == "SQS":
-        _only(
-            context,
-            props,
-            {
-                "Queue",
-                "BatchSize",
-                "MaximumBatchingWindowInSeconds",
-                "FunctionResponseTypes",
-                "Enabled",
-                "ScalingConfig",
-            },
+def _destination(arn: Any, context: str) -> Destination:
+    destination = Destination(str(arn))
+    if destination.arn.count(":") < 5 or destination.service not in ("sqs", "sns", "lambda"):
+        raise TemplateError(f"{context}: destination {arn} is not supported locally (SQS, SNS or Lambda only)")
+    return destination
+
+
+def _event_invoke_config(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    config = p.function(props["FunctionName"], f"{r.logical_id}.FunctionName")
+    qualifier = str(props.get("Qualifier", "$LATEST"))
+    if qualifier != "$LATEST":
+        raise TemplateError(f"{r.logical_id}: qualifier {qualifier}: only $LATEST runs locally")
+    destinations = props.get("DestinationConfig") or {}
+    _only(f"{r.logical_id}.DestinationConfig", destinations, {"OnSuccess", "OnFailure"})
+    on = {
+        outcome: _destination(destinations[outcome]["Destination"], f"{r.logical_id} {outcome}")
+        for outcome in ("OnSuccess", "OnFailure")
+        if outcome in destinations
+    }
+    async_config = dataclasses.replace(
+        config.async_config,
+        maximum_retry_attempts=_int(props.get("MaximumRetryAttempts", 2)),
+        maximum_event_age_seconds=_int(props.get("MaximumEventAgeInSeconds", 21600)),
+        on_success=on.get("OnSuccess"),
+        on_failure=on.get("OnFailure"),
+    )
+    p._functions[config.logical_id] = dataclasses.replace(config, async_config=async_config)
+    p.register(r.logical_id, f"{config.name}:{qualifier}")
+
+
+def _event_source_mapping(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    source = str(props.get("EventSourceArn", ""))
+    if source.split(":")[2:3] != ["sqs"]:
+        raise TemplateError(f"{r.logical_id}: event source {source or '(none)'} is not supported locally (SQS only)")
+    config = p.function(props["FunctionName"], f"{r.logical_id}.FunctionName")
+    scaling = props.get("ScalingConfig") or {}
+    _only(f"{r.logical_id}.ScalingConfig", scaling, {"MaximumConcurrency"})
+    mapping = SqsMapping(
+        function=config.name,
+        queue_arn=source,
+        batch_size=_int(props.get("BatchSize", 10)),
+        batching_window_seconds=_int(props.get("MaximumBatchingWindowInSeconds", 0)),
+        report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+        enabled=str(props.get("Enabled", True)).lower() == "true",
+        maximum_concurrency=_int(scaling["MaximumConcurrency"]) if scaling else None,
+    )
+    p.stack.sqs_mappings.append(mapping)
+    p.register(r.logical_id, hashlib.sha1(f"{p.stack.stack_name}/{r.logical_id}".encode()).hexdigest())
+
+
+# The Lambda proxy integration SAM writes for a function's Api event.
+_LAMBDA_URI = re.compile(r"^arn:[^:]+:apigateway:[^:]+:lambda:path/2015-03-31/functions/(?P<function>.+)/invocations$")
+_ANY_METHOD = "x-amazon-apigateway-any-method"
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", _ANY_METHOD}
+
+
+def _static_headers(parameters: Mapping[str, Any], prefix: str, context: str) -> dict[str, str]:
+    """`<prefix>Name: "'value'"` mapping parameters → headers; only static values are emulated."""
+    headers: dict[str, str] = {}
+    for name, value in parameters.items():
+        text = str(value)
+        if not name.startswith(prefix) or not (len(text) >= 2 and text[0] == text[-1] == "'"):
+            raise TemplateError(f"{context}: response parameter {name}={text} is not a static header")
+        headers[name.removeprefix(prefix)] = text[1:-1]
+    return headers
+
+
+def _route(p: Provisioner, path: str, verb: str, operation: Mapping[str, Any], context: str) -> ApiRoute:
+    method = "ANY" if verb == _ANY_METHOD else verb.upper()
+    where = f"{context} {method} {path}"
+    security = {name for requirement in operation.get("security") or [] for name in requirement}
+    if security - {"NONE"}:
+        raise TemplateError(f"{where}: API authorizers and API keys are not emulated locally")
+    integration = operation.get("x-amazon-apigateway-integration") or {}
+    kind = integration.get("type")
+    if kind == "aws_proxy":
+        match = _LAMBDA_URI.match(str(integration.get("uri", "")))
+        if match is None:
+            raise TemplateError(f"{where}: integration {integration.get('uri')} is not a Lambda function")
+        return ApiRoute(path=path, method=method, function=p.function(match["function"], where).name)
+    if kind == "mock":  # SAM's CORS preflight (OPTIONS) methods
+        response = (integration.get("responses") or {}).get("default") or {}
+        _only(f"{where} mock response", response, {"statusCode", "responseTemplates", "responseParameters"})
+        mock = GatewayResponse(
+            templates=dict(response.get("responseTemplates") or {}),
+            headers=_static_headers(response.get("responseParameters") or {}, "method.response.header.", where),
+            status=_int(response.get("statusCode", 200)),
         )
-        scaling = props.get("ScalingConfig") or {}
-        mapping = SqsMapping(
-            function=config.name,
-            queue_arn=str(props["Queue"]),
-            batch_size=_int(props.get("BatchSize", 10)),
-            batching_window_seconds=_int(props.get("MaximumBatchingWindowInSeconds", 0)),
-            report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
-            enabled=str(props.get("Enabled", True)).lower() == "true",
-            maximum_concurrency=_int(scaling["MaximumConcurrency"]) if scaling else None,
+        return ApiRoute(path=path, method=method, function="", mock=mock)
+    raise TemplateError(f"{where}: integration type {kind} is not emulated locally (aws_proxy and mock only)")
+
+
+def _rest_api(p: Provisioner, r: _Resource) -> None:
+    """The OpenAPI document SAM generates from Api events, Cors and GatewayResponses."""
+    props = r.properties
+    body = props.get("Body") or {}
+    schemes = set(body.get("securityDefinitions") or {}) | set(
+        (body.get("components") or {}).get("securitySchemes") or {}
+    )
+    if schemes:
+        raise TemplateError(f"{r.logical_id}: API authorizers are not emulated locally ({', '.join(sorted(schemes))})")
+    routes: list[ApiRoute] = []
+    for path, operations in (body.get("paths") or {}).items():
+        for verb, operation in operations.items():
+            if verb in _HTTP_METHODS:
+                routes.append(_route(p, str(path), verb, operation, r.logical_id))
+            elif verb not in ("parameters", "summary", "description"):
+                raise TemplateError(f"{r.logical_id} {path}: {verb} is not supported locally")
+    origins = {
+        route.mock.headers["Access-Control-Allow-Origin"]
+        for route in routes
+        if route.mock and route.mock.headers.get("Access-Control-Allow-Origin")
+    }
+    if len(origins) > 1:
+        raise TemplateError(f"{r.logical_id}: CORS origins differ by path ({', '.join(sorted(origins))})")
+    responses: dict[str, GatewayResponse] = {}
+    for response_type, spec in (body.get("x-amazon-apigateway-gateway-responses") or {}).items():
+        context = f"{r.logical_id} gateway response {response_type}"
+        _only(context, spec, {"responseTemplates", "responseParameters", "statusCode"})
+        responses[response_type] = GatewayResponse(
+            templates=dict(spec.get("responseTemplates") or {}),
+            headers=_static_headers(spec.get("responseParameters") or {}, "gatewayresponse.header.", context),
+            status=_int(spec["statusCode"]) if "statusCode" in spec else None,
         )
-        p.stack.sqs_mappings.append(mapping)
-    elif kind == "SNS":
-        _only(
-            context, props, {"Topic", "FilterPolicy", "FilterPolicyScope", "Region", "SqsSubscription", "RedrivePolicy"}
-        )
-        if props.get("SqsSubscription"):
-            raise TemplateError(f"{context}: SqsSubscription is not supported locally")
-        p.stack.sns_subscriptions.append(
-            SnsSubscription(
-                function=config.logical_id,
-                topic_arn=str(props["Topic"]),
-                filter_policy=props.get("FilterPolicy"),
-                filter_policy_scope=props.get("FilterPolicyScope"),
-            )
-        )
-    elif kind == "EventBridgeRule" and (props.get("Pattern") or {}).get("source") == ["aws.states"]:
-        # moto's Step Functions emits no EventBridge events; the rule is a backstop in AWS for
-        # executions that end outside their own failure path, which the local interpreter reports
-        # through the same SNS path.
-        _only(context, props, {"Pattern", "RetryPolicy", "DeadLetterConfig", "State", "EventBusName"})
-        log.info("%s: Step Functions status-change events are not emitted locally", context)
+    binary = [*(body.get("x-amazon-apigateway-binary-media-types") or []), *(props.get("BinaryMediaTypes") or [])]
+    api_id = hashlib.sha1(f"{p.stack.stack_name}/{r.logical_id}".encode()).hexdigest()[:10]
+    p._apis[api_id] = _RestApi(
+        logical_id=r.logical_id,
+        routes=routes,
+        binary_media_types=list(dict.fromkeys(str(t).replace("~1", "/") for t in binary)),
+        cors=CorsConfig(allow_origin=origins.pop()) if origins else None,
+        gateway_responses=responses,
+    )
+    p.register(r.logical_id, api_id, RootResourceId=hashlib.sha1(api_id.encode()).hexdigest()[:10])
+
+
+def _api_deployment(p: Provisioner, r: _Resource) -> None:
+    api = p.rest_api(r.properties["RestApiId"], f"{r.logical_id}.RestApiId")
+    if "StageName" in r.properties:
+        api.deployment_stages.append(str(r.properties["StageName"]))
+    p.register(r.logical_id, hashlib.sha1(f"{p.stack.stack_name}/{r.logical_id}".encode()).hexdigest()[:6])
+
+
+def _api_stage(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    api = p.rest_api(props["RestApiId"], f"{r.logical_id}.RestApiId")
+    api.stages.append((str(props["StageName"]), {str(k): str(v) for k, v in (props.get("Variables") or {}).items()}))
+    p.register(r.logical_id, str(props["StageName"]))
+
+
+def _state_machine(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    name = str(props.get("StateMachineName") or p.generated_name(r.logical_id, max_length=80))
+    if "DefinitionS3Location" in props:
+        location = props["DefinitionS3Location"]
+        definition = p.artifact(location, "Bucket", "Key", f"{r.logical_id}.DefinitionS3Location").read_text()
+    elif "Definition" in props:
+        definition = json.dumps(props["Definition"])
+    elif "DefinitionString" in props:
+        definition = str(props["DefinitionString"])
     else:
-        raise TemplateError(f"{context}: event type {kind} is not supported locally")
+        raise TemplateError(f"{r.logical_id}: no DefinitionS3Location, Definition or DefinitionString")
+    for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+        definition = definition.replace("${" + key + "}", str(value))
+    leftover = sorted(set(re.findall(r"\$\{([A-Za-z0-9_.]+)\}", definition)))
+    if leftover:
+        raise TemplateError(f"{r.logical_id}: no DefinitionSubstitutions for {', '.join(leftover)}")
+    json.loads(definition)  # fail here, naming the resource, rather than at the first execution
+    role = props.get("RoleArn") or p.arn("iam", f"role/{p.generated_name(r.logical_id)}-role", region=False)
+    arn = p.endpoint.client("stepfunctions").create_state_machine(
+        name=name,
+        definition=definition,
+        roleArn=str(role),
+        type=str(props.get("StateMachineType", "STANDARD")),
+        tags=[{"key": t["Key"], "value": t["Value"]} for t in _tags(props.get("Tags"))],
+    )["stateMachineArn"]
+    p.register(r.logical_id, arn, Arn=arn, Name=name)
 
 
-_FUNCTION_IGNORED = {
-    "Policies": "IAM is not enforced locally",
-    "Role": "IAM is not enforced locally",
-    "PermissionsBoundary": "IAM is not enforced locally",
-    "Architectures": "workers run on the host's architecture",
-    "Tracing": "no X-Ray locally (AWS_SAM_LOCAL keeps Powertools Tracer off)",
-    "Description": "metadata",
-    "Tags": "metadata",
-    "LoggingConfig": "logs go to the local log stream",
-    "AutoPublishAlias": "only $LATEST runs locally",
-    "DeploymentPreference": "no deployments locally",
-    "ReservedConcurrentExecutions": "concurrency is the local worker pool size",
-    "ProvisionedConcurrencyConfig": "concurrency is the local worker pool size",
-    "KmsKeyArn": "no encryption of environment variables locally",
-    "EphemeralStorage": "workers use the host's disk",
-    "RuntimeManagementConfig": "workers use the stack's Python",
-    "SnapStart": "no snapshots locally",
-    "VpcConfig": "no VPC locally",
-}
+def _events_rule(p: Provisioner, r: _Resource) -> None:
+    props = r.properties
+    pattern = props.get("EventPattern") or {}
+    pattern = json.loads(pattern) if isinstance(pattern, str) else pattern
+    if pattern.get("source") != ["aws.states"]:
+        raise TemplateError(f"{r.logical_id}: EventBridge rules are not emulated locally (except aws.states ones)")
+    for target in props.get("Targets") or []:
+        _only(f"{r.logical_id} target", target, {"Id", "Arn", "DeadLetterConfig", "RetryPolicy", "Input", "InputPath"})
+    # moto's Step Functions emits no EventBridge events; the rule is a backstop in AWS for
+    # executions that end outside their own failure path, which the local interpreter reports
+    # through the same SNS path.
+    log.info("%s: Step Functions status-change events are not emitted locally", r.logical_id)
+    name = str(props.get("Name") or p.generated_name(r.logical_id))
+    p.register(r.logical_id, name, Arn=p.arn("events", f"rule/{name}"))
 
 
 _SUPPORT: dict[str, _TypeSupport] = {
@@ -1221,42 +1333,102 @@ _SUPPORT: dict[str, _TypeSupport] = {
         frozenset({"Name", "Type", "Value", "Description", "AllowedPattern", "Tier", "DataType"}),
         {"Tags": "metadata", "Policies": "no parameter policies locally"},
     ),
-    "AWS::Serverless::LayerVersion": _TypeSupport(
+    "AWS::Lambda::LayerVersion": _TypeSupport(
         _layer_version,
-        frozenset({"ContentUri", "LayerName"}),
+        frozenset({"Content", "LayerName"}),
         {
             "Description": "metadata",
             "CompatibleRuntimes": "metadata",
             "CompatibleArchitectures": "metadata",
-            "RetentionPolicy": "no versions locally",
             "LicenseInfo": "metadata",
         },
     ),
-    "AWS::Serverless::Api": _TypeSupport(
-        _serverless_api,
-        frozenset({"StageName", "Cors", "BinaryMediaTypes", "GatewayResponses", "Variables"}),
+    "AWS::Lambda::Function": _TypeSupport(
+        _lambda_function,
+        frozenset(
+            {
+                "FunctionName",
+                "Code",
+                "Handler",
+                "Runtime",
+                "Timeout",
+                "MemorySize",
+                "Environment",
+                "Layers",
+                "DeadLetterConfig",
+                "PackageType",
+            }
+        ),
         {
-            "Name": "metadata",
+            "Role": "IAM is not enforced locally",
+            "Architectures": "workers run on the host's architecture",
+            "TracingConfig": "no X-Ray locally (AWS_SAM_LOCAL keeps Powertools Tracer off)",
             "Description": "metadata",
-            "OpenApiVersion": "no OpenAPI export locally",
-            "EndpointConfiguration": "served on 127.0.0.1",
-            "TracingEnabled": "no X-Ray locally",
-            "AccessLogSetting": "requests are logged to the stack's log stream",
-            "MethodSettings": "no throttling locally",
             "Tags": "metadata",
-            "CacheClusterEnabled": "no cache locally",
-            "MinimumCompressionSize": "no compression locally",
+            "LoggingConfig": "logs go to the local log stream",
+            "ReservedConcurrentExecutions": "concurrency is the local worker pool size",
+            "KmsKeyArn": "no encryption of environment variables locally",
+            "EphemeralStorage": "workers use the host's disk",
+            "RuntimeManagementConfig": "workers use the stack's Python",
+            "SnapStart": "no snapshots locally",
+            "VpcConfig": "no VPC locally",
+            "CodeSigningConfigArn": "no code signing locally",
         },
     ),
-    "AWS::Serverless::StateMachine": _TypeSupport(
-        _state_machine,
-        frozenset({"Name", "Type", "DefinitionUri", "Definition", "DefinitionSubstitutions", "Role", "Events", "Tags"}),
+    "AWS::Lambda::EventInvokeConfig": _TypeSupport(
+        _event_invoke_config,
+        frozenset(
+            {"FunctionName", "Qualifier", "MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig"}
+        ),
+        {},
+    ),
+    "AWS::Lambda::EventSourceMapping": _TypeSupport(
+        _event_source_mapping,
+        frozenset(
+            {
+                "FunctionName",
+                "EventSourceArn",
+                "BatchSize",
+                "MaximumBatchingWindowInSeconds",
+                "FunctionResponseTypes",
+                "Enabled",
+                "ScalingConfig",
+            }
+        ),
+        {"Tags": "metadata"},
+    ),
+    "AWS::ApiGateway::RestApi": _TypeSupport(
+        _rest_api,
+        frozenset({"Body", "Name", "BinaryMediaTypes"}),
         {
-            "Policies": "IAM is not enforced locally",
-            "PermissionsBoundary": "IAM not enforced",
-            "RolePath": "IAM is not enforced locally",
-            "Logging": "no CloudWatch Logs locally",
-            "Tracing": "no X-Ray locally",
+            "Description": "metadata",
+            "Parameters": "OpenAPI import options",
+            "EndpointConfiguration": "served on 127.0.0.1",
+            "MinimumCompressionSize": "no compression locally",
+            "DisableExecuteApiEndpoint": "served on 127.0.0.1",
+            "FailOnWarnings": "OpenAPI import option",
+            "Mode": "OpenAPI import option",
+            "ApiKeySourceType": "API keys are not emulated (a method that needs one fails provisioning)",
+            "Policy": "resource policies are not enforced locally",
+            "Tags": "metadata",
+        },
+    ),
+    "AWS::ApiGateway::Deployment": _TypeSupport(
+        _api_deployment, frozenset({"RestApiId", "StageName"}), {"Description": "metadata"}
+    ),
+    "AWS::ApiGateway::Stage": _TypeSupport(
+        _api_stage,
+        frozenset({"RestApiId", "StageName", "DeploymentId", "Variables"}),
+        {
+            "Description": "metadata",
+            "AccessLogSetting": "requests are logged to the stack's log stream",
+            "MethodSettings": "no throttling locally",
+            "TracingEnabled": "no X-Ray locally",
+            "CacheClusterEnabled": "no cache locally",
+            "CacheClusterSize": "no cache locally",
+            "ClientCertificateId": "no client certificates locally",
+            "DocumentationVersion": "metadata",
+            "Tags": "metadata",
         },
     ),
     "AWS::StepFunctions::StateMachine": _TypeSupport(
@@ -1265,6 +1437,7 @@ _SUPPORT: dict[str, _TypeSupport] = {
             {
                 "StateMachineName",
                 "StateMachineType",
+                "DefinitionS3Location",
                 "DefinitionString",
                 "Definition",
                 "DefinitionSubstitutions",
@@ -1274,25 +1447,10 @@ _SUPPORT: dict[str, _TypeSupport] = {
         ),
         {"LoggingConfiguration": "no CloudWatch Logs locally", "TracingConfiguration": "no X-Ray locally"},
     ),
-    "AWS::Serverless::Function": _TypeSupport(
-        _serverless_function,
-        frozenset(
-            {
-                "FunctionName",
-                "CodeUri",
-                "Handler",
-                "Runtime",
-                "Timeout",
-                "MemorySize",
-                "Environment",
-                "Layers",
-                "Events",
-                "EventInvokeConfig",
-                "DeadLetterQueue",
-                "PackageType",
-            }
-        ),
-        _FUNCTION_IGNORED,
+    "AWS::Events::Rule": _TypeSupport(
+        _events_rule,
+        frozenset({"EventPattern", "Targets", "Name", "State", "EventBusName"}),
+        {"Description": "metadata", "RoleArn": "IAM is not enforced locally"},
     ),
 }
 
