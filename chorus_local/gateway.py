@@ -9,6 +9,8 @@ middleware sits in front of it and takes over what moto cannot run without Docke
   runtime.
 - `POST /_local/sns/{function}` → HTTP deliveries of SNS subscriptions that stand in for the
   `lambda` protocol (moto would hand those to its Docker-based Lambda backend).
+- `/_local/calls` (counted calls), `/_local/faults` (injected AWS errors) and `/_local/workers`
+  (the Lambda worker processes): what benchmarks and the fault-injection suite look at and steer.
 Everything else goes to moto unchanged.
 """
 
@@ -110,6 +112,69 @@ class CallLog:
             self._counts.clear()
 
 
+@dataclass
+class FaultRule:
+    """Answer matching calls from the functions with an AWS error instead of passing them on."""
+
+    service: str
+    operation: str
+    error: str  # e.g. ProvisionedThroughputExceededException
+    status: int = 400
+    every: int = 1  # fail every n-th matching call (1: all of them)
+    limit: int = 1_000_000  # at most this many failures
+    seen: int = 0
+    failed: int = 0
+
+
+class Faults:
+    """Injected AWS errors, answered on the wire: botocore parses and retries them exactly as it
+    would a real throttle or outage, so the code under test is not touched.
+
+    `POST /_local/faults` with `{"rules": [{"service", "operation", "error", "status"?, "every"?,
+    "limit"?}]}` adds rules, `DELETE /_local/faults` clears them, `GET` shows how often each fired.
+    Only calls from Lambda workers (caller `functions`) are affected."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[FaultRule] = []
+
+    def add(self, rules: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._rules.extend(FaultRule(**rule) for rule in rules)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(vars(rule)) for rule in self._rules]
+
+    def match(self, caller: str, service: str, operation: str) -> FaultRule | None:
+        if caller != "functions":
+            return None
+        with self._lock:
+            for rule in self._rules:
+                if rule.service == service and rule.operation == operation and rule.failed < rule.limit:
+                    rule.seen += 1
+                    if rule.seen % rule.every == 0:
+                        rule.failed += 1
+                        return rule
+        return None
+
+
+def _fault_response(environ: Mapping[str, Any], rule: FaultRule) -> Response:
+    message = f"injected by the local stack: {rule.error}"
+    if environ.get("HTTP_X_AMZ_TARGET"):  # the JSON protocols (DynamoDB, SQS, Step Functions)
+        body = json.dumps({"__type": rule.error, "message": message})
+        return Response(body, status=rule.status, content_type="application/x-amz-json-1.0")
+    body = (
+        f'<ErrorResponse><Error><Type>Sender</Type><Code>{rule.error}</Code><Message>{message}</Message></Error>'
+        f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+    )
+    return Response(body, status=rule.status, content_type="text/xml")
+
+
 def _credential(environ: Mapping[str, Any]) -> list[str]:
     auth = str(environ.get("HTTP_AUTHORIZATION", ""))
     credential = auth.partition("Credential=")[2] or unquote(
@@ -179,6 +244,7 @@ class AwsGateway:
         self._sns = sns_deliveries
         self._sagemaker: SageMakerHandler | None = None
         self.calls = CallLog()
+        self.faults = Faults()
 
     def attach_sagemaker(self, handler: SageMakerHandler) -> None:
         """Route SageMaker runtime calls once the runtime exists (it starts after provisioning)."""
@@ -193,8 +259,22 @@ class AwsGateway:
                 self.calls.reset()
             response = Response(json.dumps({"calls": self.calls.snapshot()}), content_type="application/json")
             return response(environ, start_response)
+        if path == "/_local/faults":
+            if method == "DELETE":
+                self.faults.clear()
+            elif method == "POST":
+                self.faults.add(list(json.loads(Request(environ).get_data() or b"{}").get("rules", [])))
+            response = Response(json.dumps({"rules": self.faults.snapshot()}), content_type="application/json")
+            return response(environ, start_response)
+        if path == "/_local/workers":
+            response = Response(json.dumps({"workers": self._runtime.workers()}), content_type="application/json")
+            return response(environ, start_response)
         if not _SNS_PATH.match(path) and not path.startswith("/moto-api"):
             self.calls.record(environ)
+            service, operation = _service_operation(environ)
+            rule = self.faults.match(_caller(environ), service, operation)
+            if rule is not None:
+                return _fault_response(environ, rule)(environ, start_response)
         if method == "POST" and (match := _INVOKE_PATH.match(path)):
             response = self._invoke(Request(environ), unquote(match["name"]))
         elif method == "POST" and (match := _SNS_PATH.match(path)):

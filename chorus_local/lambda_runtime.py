@@ -151,6 +151,10 @@ class Worker:
     def alive(self) -> bool:
         return self._process.poll() is None
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def _pump_logs(self, sink: LogSink) -> None:
         assert self._process.stdout is not None
         for raw in self._process.stdout:
@@ -242,8 +246,14 @@ class FunctionPool:
         self._size = size
         self._idle: deque[Worker] = deque()
         self._workers: set[Worker] = set()
+        self._busy: set[Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each live worker's process id and whether it is handling an invocation right now."""
+        with self._lock:
+            return [{"pid": w.pid, "busy": w in self._busy} for w in self._workers if w.alive]
 
     def warm(self) -> None:
         """Start one environment now, so the first invocation skips most of the cold start."""
@@ -264,7 +274,11 @@ class FunctionPool:
                 while self._idle and not self._idle[0].alive:
                     self._workers.discard(self._idle.popleft())
                 worker = self._idle.popleft() if self._idle else self._spawn()
-            result = worker.invoke(payload, request_id, region)
+            self._busy.add(worker)
+            try:
+                result = worker.invoke(payload, request_id, region)
+            finally:
+                self._busy.discard(worker)
             with self._lock:
                 if worker.alive and not self._closed:
                     self._idle.append(worker)
@@ -449,6 +463,9 @@ class LambdaRuntime:
     def warm(self) -> None:
         for pool in self._pools.values():
             pool.warm()
+
+    def workers(self) -> dict[str, list[dict[str, Any]]]:
+        return {name: pool.describe() for name, pool in self._pools.items()}
 
     def invoke(self, name: str, payload: bytes, request_id: str | None = None) -> InvocationResult:
         config = self.config(name)

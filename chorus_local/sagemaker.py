@@ -58,10 +58,13 @@ class EndpointConfig:
     model_dir: Path
     mode: EndpointMode
     max_concurrency: int = 1
+    # False: an async endpoint without NotificationConfig (AWS allows it) — its results are
+    # written to S3 but nobody is told, which is how a test makes an endpoint "never answer".
+    notify: bool = True
 
 
 def load_endpoint_configs(path: Path, base_dir: Path = REPO_ROOT) -> list[EndpointConfig]:
-    """Read `{"endpoints": [{"name", "modelDir", "mode", "maxConcurrency"}]}`; relative model
+    """Read `{"endpoints": [{"name", "modelDir", "mode", "maxConcurrency", "notify"?}]}`; relative model
     directories are resolved against `base_dir` (the repository root)."""
     document = json.loads(path.read_text())
     configs = []
@@ -78,6 +81,7 @@ def load_endpoint_configs(path: Path, base_dir: Path = REPO_ROOT) -> list[Endpoi
                 model_dir=base_dir / entry["modelDir"],
                 mode=mode,
                 max_concurrency=concurrency,
+                notify=bool(entry.get("notify", True)),
             )
         )
     return configs
@@ -434,7 +438,7 @@ class SageMakerRuntime:
             "contentType": output_type,
             "outputLocation": request.output_location,
         }
-        self._publish(self._success_topic_arn, message)
+        self._publish(request, self._success_topic_arn, message)
 
     def _report_failure(self, request: AsyncRequest, reason: str) -> None:
         bucket, key = _split_s3_uri(request.failure_location)
@@ -442,7 +446,7 @@ class SageMakerRuntime:
         message = self._notification(request, "Failed")
         message["failureReason"] = reason
         message["responseParameters"] = {"failureLocation": request.failure_location}
-        self._publish(self._error_topic_arn, message)
+        self._publish(request, self._error_topic_arn, message)
 
     def _notification(self, request: AsyncRequest, status: str) -> dict[str, Any]:
         """SageMaker's async notification, without its outcome-specific fields."""
@@ -462,9 +466,9 @@ class SageMakerRuntime:
             },
         }
 
-    def _publish(self, topic_arn: str | None, message: dict[str, Any]) -> None:
+    def _publish(self, request: AsyncRequest, topic_arn: str | None, message: dict[str, Any]) -> None:
         # Like an endpoint without a NotificationConfig, no topic means no notification.
-        if topic_arn is not None:
+        if topic_arn is not None and request.endpoint.config.notify:
             self._sns.publish(TopicArn=topic_arn, Message=json.dumps(message))
 
 

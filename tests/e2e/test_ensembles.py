@@ -25,7 +25,7 @@ def client(stack) -> ChorusClient:
 def scripted_stack(start_stack, tmp_path_factory):
     """The demo registry with digits-svm and digits-forest on scripted endpoints (which fail or
     stall on demand) and a 4-second timeout on the ensemble's forest step."""
-    registry = json.loads((REPO / "layers/chorus/chorus/services.json").read_text())
+    registry = json.loads((REPO / "layers/chorus/chorus/model/services.json").read_text())
     for service in registry["services"]:
         if service["name"] in {"digits-svm", "digits-forest"}:
             service["endpoint"]["name"] = service["name"].replace("digits-", "scripted-")

@@ -151,32 +151,34 @@ def claim_dispatch(prediction_id: str, location: S3Location, lease_until: dateti
 def mark_running(
     prediction_id: str,
     *,
-    lease_until: datetime,
+    lease_until: datetime | None,
     run_deadline_at: datetime | None = None,
     execution_arn: str | None = None,
 ) -> tuple[PredictionRecord | None, bool]:
     """`queued → running` (first start), or refresh a running prediction a retry dispatched again.
 
+    `lease_until=None` hands the work over for good (an async endpoint or an execution owns it;
+    its notification or the run deadline ends it): the lease is removed, so nobody reclaims it.
     Returns (record, first_start); the record is None when the prediction already finished."""
-    changes: dict[str, Any] = {"leaseUntil": iso(lease_until)}
+    changes: dict[str, Any] = {}
+    if lease_until is not None:
+        changes["leaseUntil"] = iso(lease_until)
     if run_deadline_at is not None:
         changes["runDeadlineAt"] = iso(run_deadline_at)
     if execution_arn is not None:
         changes["executionArn"] = execution_arn
-    started = _transition(prediction_id, Status.RUNNING, {**changes, "startedAt": iso(utcnow())})
+    remove = [] if lease_until is not None else ["leaseUntil"]
+    started = _transition(prediction_id, Status.RUNNING, {**changes, "startedAt": iso(utcnow())}, remove=remove)
     if started is not None:
         return started, True
     names = {f"#f{i}": name for i, name in enumerate(changes)} | {"#status": "status"}
     values = {f":v{i}": _serialize(v) for i, v in enumerate(changes.values())} | {
         ":running": {"S": Status.RUNNING.value}
     }
-    refreshed = _update(
-        prediction_id,
-        "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(changes))),
-        "#status = :running",
-        names,
-        values,
-    )
+    expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(changes))) if changes else ""
+    if remove:
+        expression += " REMOVE " + ", ".join(remove)
+    refreshed = _update(prediction_id, expression.strip(), "#status = :running", names, values)
     return refreshed, False
 
 
@@ -279,7 +281,9 @@ def start_delivery_series(prediction_id: str, event: CallbackEvent, current_seri
 # --- the one conditional write ----------------------------------------------------------------------
 
 
-def _transition(prediction_id: str, to: Status, changes: dict[str, Any]) -> PredictionRecord | None:
+def _transition(
+    prediction_id: str, to: Status, changes: dict[str, Any], remove: list[str] | None = None
+) -> PredictionRecord | None:
     """Move a prediction to `to` if its current state allows it (`ALLOWED_FROM`).
 
     Returns the updated record, or None when the condition failed: the prediction was already
@@ -295,13 +299,10 @@ def _transition(prediction_id: str, to: Status, changes: dict[str, Any]) -> Pred
     values.update({f":from{i}": {"S": s} for i, s in enumerate(allowed)})
     names["#status"] = "status"
     condition = f"#status IN ({', '.join(f':from{i}' for i in range(len(allowed)))})"
-    return _update(
-        prediction_id,
-        "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
-        condition,
-        names,
-        values,
-    )
+    expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+    if remove:
+        expression += " REMOVE " + ", ".join(remove)
+    return _update(prediction_id, expression, condition, names, values)
 
 
 def _update(

@@ -1,7 +1,8 @@
 """An input arrived: check it, claim the prediction once, and hand it to its endpoint or execution.
 
-A claim holds a lease: if the worker dies between claiming and invoking, the redelivered message
-claims it again once the lease lapses. Once dispatched, the prediction carries a run deadline —
+A claim holds a lease: if the worker dies between claiming and invoking (or during a real-time
+call), the redelivered message is retried until the lease lapses and then claims it again. Once an
+async endpoint or an execution owns the work, the lease is removed and nobody reclaims it. Once dispatched, the prediction carries a run deadline —
 past it, a result that never came is declared `timed_out` (the deadline queue looks again then).
 """
 
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta
 
 from chorus.adapters import endpoints, executions, payloads, predictions, queues
 from chorus.core.clock import utcnow
-from chorus.core.errors import DispatchFailed, EndpointError
+from chorus.core.errors import ChorusError, DispatchFailed, EndpointError
 from chorus.core.observability import logger
 from chorus.domain import callbacks, results
 from chorus.model.content import JSON, SYNC_PAYLOAD_LIMIT, normalize
@@ -19,10 +20,15 @@ from chorus.model.plan import run_limit_seconds, step_timeouts
 from chorus.model.records import CallbackEvent, ErrorDetail, PredictionRecord, S3Location, Status
 from chorus.model.registry import ServiceDefinition, get_registry
 
-# The endpoint or execution owns the work once dispatched; the run deadline, not the lease, ends it.
-DISPATCHED_LEASE = timedelta(days=3650)
 DISPATCH_LEASE_CAP_SECONDS = 300
-DISPATCH_LEASE_MARGIN = timedelta(seconds=60)
+DISPATCH_LEASE_MARGIN_SECONDS = 60
+
+
+class ClaimHeld(ChorusError):
+    """Another worker claimed this prediction and has not dispatched it yet. If that worker died,
+    its lease lapses: the message is retried (not dropped) so the claim can be taken over."""
+
+    code = "claim_held"
 
 
 def receive_upload(bucket: str, key: str) -> None:
@@ -51,15 +57,23 @@ def start(prediction_id: str, location: S3Location, size: int) -> None:
     if problem:
         results.fail(record.id, ErrorDetail(code="invalid_input", message=problem))
         return
-    lease = utcnow() + timedelta(seconds=min(service.timeout_seconds, DISPATCH_LEASE_CAP_SECONDS))
-    claimed = predictions.claim_dispatch(record.id, location, lease + DISPATCH_LEASE_MARGIN)
+    claimed = predictions.claim_dispatch(record.id, location, utcnow() + _dispatch_lease(service))
     if claimed is None:
+        current = predictions.find(prediction_id)
+        if current is not None and not current.status.terminal and current.lease_until is not None:
+            raise ClaimHeld(f"prediction {prediction_id} is being dispatched by another worker; retry later")
         logger.info("duplicate input event ignored", extra={"prediction_id": prediction_id})
         return
     try:
         _dispatch(claimed, service)
     except (EndpointError, DispatchFailed) as exc:
         results.fail(claimed.id, ErrorDetail(code=exc.code, message=exc.message))
+
+
+def _dispatch_lease(service: ServiceDefinition) -> timedelta:
+    """Long enough to invoke the endpoint (a real-time call runs inside it), then some margin."""
+    work = min(service.timeout_seconds, DISPATCH_LEASE_CAP_SECONDS)
+    return timedelta(seconds=work + min(DISPATCH_LEASE_MARGIN_SECONDS, work))
 
 
 def _input_problem(service: ServiceDefinition, record: PredictionRecord, location: S3Location, size: int) -> str:
@@ -86,14 +100,15 @@ def _dispatch(record: PredictionRecord, service: ServiceDefinition) -> None:
             "timeouts": step_timeouts(service, registry),
         }
         arn = executions.start(service.name, record.id, document)
-        running = _mark_running(record, now + DISPATCHED_LEASE, run_deadline, execution_arn=arn)
+        # The execution owns the work now: no lease; its result or the run deadline ends it.
+        running = _mark_running(record, None, run_deadline, execution_arn=arn)
         if running is not None:
             queues.schedule_deadline(record.id, run_deadline)
         return
     assert service.endpoint is not None
     if service.endpoint.mode == "async":
         endpoints.invoke_async(service.endpoint.name, record.id, record.input, _time_left(record, service))
-        if _mark_running(record, now + DISPATCHED_LEASE, run_deadline) is not None:
+        if _mark_running(record, None, run_deadline) is not None:
             queues.schedule_deadline(record.id, run_deadline)
         return
     # Real-time: this worker runs the model, so the dispatch lease keeps covering it.
@@ -110,7 +125,7 @@ def _time_left(record: PredictionRecord, service: ServiceDefinition) -> int:
 
 
 def _mark_running(
-    record: PredictionRecord, lease: datetime, run_deadline: datetime | None, execution_arn: str | None = None
+    record: PredictionRecord, lease: datetime | None, run_deadline: datetime | None, execution_arn: str | None = None
 ) -> PredictionRecord | None:
     running, first_start = predictions.mark_running(
         record.id, lease_until=lease, run_deadline_at=run_deadline, execution_arn=execution_arn

@@ -3,6 +3,7 @@ code as a client's, whose callback is the waiting Step Functions task."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from typing import Any
@@ -115,7 +116,8 @@ def _resume(child: PredictionRecord, callback: StepFunctionsCallback) -> dict[st
     elif updated is not None and updated.input is not None:
         # An earlier attempt may have died before dispatching: the claim lets exactly one start it.
         info = payloads.describe(updated.input.bucket, updated.input.key)
-        dispatch.start(updated.id, updated.input, info.size if info else 0)
+        with contextlib.suppress(dispatch.ClaimHeld):  # the earlier attempt is still dispatching it
+            dispatch.start(updated.id, updated.input, info.size if info else 0)
     return {"childId": child.id, "resumed": True}
 
 

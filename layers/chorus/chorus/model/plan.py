@@ -12,8 +12,13 @@ from chorus.model.registry import Registry, ServiceDefinition, StepDeclaration
 # Every branch of a Parallel starts a get-transform-call invocation at once and then holds an
 # endpoint slot until its callback, so a wide level is split into consecutive Parallel states.
 MAX_PARALLEL_BRANCHES = 8
-# Slack on top of a service's own timeout: queueing, notification delivery and the callback.
+# Slack on top of a service's own timeout for queueing, notification delivery and the callback:
+# a minute, or the timeout itself when that is shorter (a 5-second model is late after 10 s).
 TIMEOUT_MARGIN_SECONDS = 60
+
+
+def _margin(timeout_seconds: int) -> int:
+    return min(TIMEOUT_MARGIN_SECONDS, timeout_seconds)
 
 
 def levels(service: ServiceDefinition) -> list[list[StepDeclaration]]:
@@ -53,7 +58,8 @@ def step_timeouts(service: ServiceDefinition, registry: Registry) -> dict[str, i
 def run_limit_seconds(service: ServiceDefinition, registry: Registry) -> int:
     """How long a dispatched prediction of `service` may run before it is declared timed out."""
     if service.kind == "model":
-        return service.timeout_seconds + TIMEOUT_MARGIN_SECONDS
+        return service.timeout_seconds + _margin(service.timeout_seconds)
     timeouts = step_timeouts(service, registry)
     critical_path = sum(max(timeouts[s.name] for s in steps) for _, steps in groups(service))
-    return max(service.timeout_seconds, critical_path) + TIMEOUT_MARGIN_SECONDS
+    longest = max(service.timeout_seconds, critical_path)
+    return longest + _margin(longest)
