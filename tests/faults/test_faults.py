@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import requests
 
+from chorus_local.event_sources import RECEIVE_WAIT_SECONDS
 from tests.e2e.client import ChorusClient, digit_pixels
 from tests.support.aws_resources import REPO
 from tests.support.webhook_receiver import SlowReceiver, WebhookReceiver
@@ -211,6 +212,7 @@ def test_worker_killed_mid_batch_loses_nothing(client, faulty_stack):
     sqs = faulty_stack.client("sqs")
     queue_url = next(u for u in sqs.list_queues()["QueueUrls"] if "UploadQueue" in u)
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"VisibilityTimeout": "4"})
+    time.sleep(RECEIVE_WAIT_SECONDS + 1)  # a receive already in flight may still apply the old timeout
     try:
         # And a prediction whose real-time model stalls for 3 s inside process-input
         created = client.create({"service": "fault-svm", "input": {"pixels": PIXELS, "sleep": {"svm": 3}}})

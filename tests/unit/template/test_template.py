@@ -596,19 +596,7 @@ def test_every_queue_is_encrypted(template: dict[str, Any]) -> None:
 def _visibility_cases() -> list[Any]:
     cases = []
     for function, queue in queue_consumers():
-        marks = []
-        if (function, queue) == ("ProcessInputFunction", "UploadDLQ"):
-            marks = [
-                pytest.mark.xfail(
-                    strict=True,
-                    reason=(
-                        "template.yaml: UploadDLQ has no VisibilityTimeout (SQS default 30 s) but feeds "
-                        "ProcessInputFunction (Timeout 90) through its DeadLetters event: Lambda refuses the "
-                        "event source mapping ('Queue visibility timeout: 30 seconds is less than Function "
-                        "timeout: 90 seconds'), so the stack cannot be created; set VisibilityTimeout: 540"
-                    ),
-                )
-            ]
+        marks: list[Any] = []
         cases.append(pytest.param(function, queue, marks=marks, id=f"{function}-{queue}"))
     return cases
 
@@ -1001,17 +989,7 @@ def test_every_function_is_granted_what_its_code_calls(template: dict[str, Any],
 
 
 def _least_privilege_cases() -> list[Any]:
-    reasons = {
-        "DeliveriesFunction": (
-            "template.yaml: DeliveriesFunction is granted dynamodb:GetItem on PredictionsTable (its code only "
-            "claims and records attempts with UpdateItem and lists steps with Query) and ses:SendRawEmail (it "
-            "calls ses:SendEmail only); drop both from its Predictions and SendEmailAsSender statements"
-        ),
-        "GetTransformCallFunction": (
-            "template.yaml: GetTransformCallFunction is granted dynamodb:Query on PredictionsTable and its "
-            "by-parent index, but its code never lists a prediction's steps; drop Query from its Predictions statement"
-        ),
-    }
+    reasons: dict[str, str] = {}  # a known over-grant being fixed: function -> why (strict xfail)
     return [
         pytest.param(f, marks=[pytest.mark.xfail(strict=True, reason=reasons[f])] if f in reasons else [])
         for f in function_names()
