@@ -122,6 +122,9 @@ class FaultRule:
     status: int = 400
     every: int = 1  # fail every n-th matching call (1: all of them)
     limit: int = 1_000_000  # at most this many failures
+    # If set, fail only the first n tries of each call (botocore numbers them in `amz-sdk-request`):
+    # throttling its retries then absorb, deterministically, however calls interleave.
+    first_attempts: int | None = None
     seen: int = 0
     failed: int = 0
 
@@ -131,7 +134,7 @@ class Faults:
     would a real throttle or outage, so the code under test is not touched.
 
     `POST /_local/faults` with `{"rules": [{"service", "operation", "error", "status"?, "every"?,
-    "limit"?}]}` adds rules, `DELETE /_local/faults` clears them, `GET` shows how often each fired.
+    "limit"?, "first_attempts"?}]}` adds rules, `DELETE /_local/faults` clears them, `GET` shows how often each fired.
     Only calls from Lambda workers (caller `functions`) are affected."""
 
     def __init__(self) -> None:
@@ -150,11 +153,13 @@ class Faults:
         with self._lock:
             return [dict(vars(rule)) for rule in self._rules]
 
-    def match(self, caller: str, service: str, operation: str) -> FaultRule | None:
+    def match(self, caller: str, service: str, operation: str, attempt: int) -> FaultRule | None:
         if caller != "functions":
             return None
         with self._lock:
             for rule in self._rules:
+                if rule.first_attempts is not None and attempt > rule.first_attempts:
+                    continue
                 if rule.service == service and rule.operation == operation and rule.failed < rule.limit:
                     rule.seen += 1
                     if rule.seen % rule.every == 0:
@@ -163,13 +168,19 @@ class Faults:
         return None
 
 
+def _attempt(environ: Mapping[str, Any]) -> int:
+    """Which try of a call this is, from botocore's `amz-sdk-request: attempt=N; max=M`."""
+    match = re.search(r"attempt=(\d+)", str(environ.get("HTTP_AMZ_SDK_REQUEST", "")))
+    return int(match.group(1)) if match else 1
+
+
 def _fault_response(environ: Mapping[str, Any], rule: FaultRule) -> Response:
     message = f"injected by the local stack: {rule.error}"
     if environ.get("HTTP_X_AMZ_TARGET"):  # the JSON protocols (DynamoDB, SQS, Step Functions)
         body = json.dumps({"__type": rule.error, "message": message})
         return Response(body, status=rule.status, content_type="application/x-amz-json-1.0")
     body = (
-        f'<ErrorResponse><Error><Type>Sender</Type><Code>{rule.error}</Code><Message>{message}</Message></Error>'
+        f"<ErrorResponse><Error><Type>Sender</Type><Code>{rule.error}</Code><Message>{message}</Message></Error>"
         f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
     )
     return Response(body, status=rule.status, content_type="text/xml")
@@ -272,7 +283,7 @@ class AwsGateway:
         if not _SNS_PATH.match(path) and not path.startswith("/moto-api"):
             self.calls.record(environ)
             service, operation = _service_operation(environ)
-            rule = self.faults.match(_caller(environ), service, operation)
+            rule = self.faults.match(_caller(environ), service, operation, _attempt(environ))
             if rule is not None:
                 return _fault_response(environ, rule)(environ, start_response)
         if method == "POST" and (match := _INVOKE_PATH.match(path)):

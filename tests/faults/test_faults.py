@@ -309,18 +309,18 @@ def test_notifications_crashing_between_state_change_and_callback_still_call_bac
     assert len(receiver.received) == 1
 
 
-def test_dynamodb_throttling_slows_but_never_breaks_predictions(client, faults):
-    # Given DynamoDB throttles every other write and read of the functions
+def test_dynamodb_throttling_slows_but_never_breaks_predictions(client, faults, faulty_stack):
+    # Given DynamoDB throttles the first two tries of every read and write of the functions
+    throttle = {"error": "ProvisionedThroughputExceededException", "first_attempts": 2}
     faults(
-        [
-            {"service": "dynamodb", "operation": op, "error": "ProvisionedThroughputExceededException", "every": 2}
-            for op in ("UpdateItem", "GetItem", "PutItem")
-        ]
+        [{"service": "dynamodb", "operation": op, **throttle} for op in ("UpdateItem", "GetItem", "PutItem", "Query")]
     )
     # When 10 predictions run
     with ThreadPoolExecutor(max_workers=5) as pool:
         ids = list(pool.map(lambda _: _submit(client), range(10)))
-    # Then every one finished, correctly
+    # Then every one finished, correctly, and the throttles really happened
+    fired = requests.get(faulty_stack.aws_endpoint_url + "/_local/faults", timeout=5).json()["rules"]
+    assert all(rule["failed"] > 0 for rule in fired[:3]), fired
     for prediction_id in ids:
         finished = client.wait(prediction_id, timeout=120)
         assert finished["status"] == "succeeded", finished
