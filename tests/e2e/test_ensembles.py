@@ -198,9 +198,12 @@ def test_deadline_cancels_a_slow_ensemble_and_its_steps(scripted_stack, scripted
     while dynamodb.get_item(TableName=table, Key={"id": {"S": created["id"]}})["Item"]["status"]["S"] != "canceled":
         assert time.monotonic() < deadline, "the deadline message did not cancel the prediction"
         time.sleep(0.2)
-    finished = scripted.get(created["id"])
     # Then it is canceled with the reason, its execution stopped and its unfinished steps canceled
+    # (the parent first, so no new step can start; its steps right after)
+    deadline = time.monotonic() + 10
+    while steps_by_name(finished := scripted.get(created["id"]))["forest"]["status"] != "canceled":
+        assert time.monotonic() < deadline, f"the unfinished step was not canceled: {finished['steps']}"
+        time.sleep(0.2)
     assert finished["status"] == "canceled"
     assert finished["error"]["code"] == "deadline_exceeded"
-    assert steps_by_name(finished)["forest"]["status"] == "canceled"
     assert_no_execution_running(scripted_stack, created["id"])
