@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/chorus/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install local test test-unit test-e2e lint format compile-ensembles validate-registry openapi benchmark build clean
+.PHONY: install local test test-unit test-e2e test-faults lint format compile-ensembles validate-registry openapi benchmark build clean
 
 $(STAMP): requirements-dev.txt layers/chorus/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test-unit: install
 
 test-e2e: install
 	$(PY) -m pytest tests/e2e
+
+test-faults: install
+	$(PY) -m pytest tests/faults
 
 lint: install
 	$(VENV)/bin/ruff check .
