@@ -20,17 +20,17 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chorus.api.models import PredictionRequest
+from chorus.api.models import PredictionId, PredictionRequest
 from chorus.api.resolver import create_resolver, json_response
 from chorus.api.views import represent
 from chorus.core import settings
 from chorus.core.clients import client
-from chorus.core.errors import IdempotencyConflict, InvalidRequest
+from chorus.core.errors import IdempotencyConflict
 from chorus.core.observability import logger, metrics, tracer
 from chorus.domain import cancel, deliveries, queries, submit
 
 app = create_resolver()
-PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait(?:=(\d+))?(?:$|[,;\s])")
+PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait(?:=([0-9]{1,6}))?(?:$|[,;\s])")
 MAX_WAIT_SECONDS = 25  # API Gateway ends every request at 29 s
 
 
@@ -61,12 +61,10 @@ def _submit_once() -> Any:
 
 @app.post("/predictions")
 def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response[dict[str, Any]]:
-    key = app.current_event.get_header_value("Idempotency-Key", case_sensitive=False)
+    key = app.current_event.headers.get("Idempotency-Key")  # 1-255 characters, no control ones (edge.py)
     if key is None:
         view = submit.submit(request)
     else:
-        if not 1 <= len(key) <= 255:
-            raise InvalidRequest("Idempotency-Key must be 1 to 255 characters")
         submission = {"key": key, "request": request.model_dump(mode="json", by_alias=True, exclude_none=True)}
         try:
             view = _submit_once()(submission=submission)
@@ -74,7 +72,7 @@ def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response
             raise IdempotencyConflict("this Idempotency-Key was used with a different request body") from exc
         except IdempotencyAlreadyInProgressError as exc:
             raise IdempotencyConflict("a request with this Idempotency-Key is still in progress; retry") from exc
-    wait = _prefer_wait(app.current_event.get_header_value("Prefer", case_sensitive=False))
+    wait = _prefer_wait(app.current_event.headers.get("Prefer"))
     if wait and request.input is not None:  # an upload cannot finish while we hold the answer
         view = queries.wait_until_finished(view["id"], wait, fallback=view)
     finished = view["status"] in {"succeeded", "failed", "canceled", "expired"}
@@ -82,12 +80,12 @@ def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response
 
 
 @app.post("/predictions/<prediction_id>/cancel")
-def cancel_prediction(prediction_id: str) -> Response[dict[str, Any]]:
+def cancel_prediction(prediction_id: PredictionId) -> Response[dict[str, Any]]:
     return json_response(200, represent(cancel.cancel(prediction_id)))
 
 
 @app.post("/predictions/<prediction_id>/webhook/redeliver")
-def redeliver_webhook(prediction_id: str) -> Response[dict[str, Any]]:
+def redeliver_webhook(prediction_id: PredictionId) -> Response[dict[str, Any]]:
     deliveries.redeliver(prediction_id)
     return json_response(202, queries.describe(prediction_id))
 

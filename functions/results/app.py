@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chorus.api.models import PredictionId
 from chorus.api.resolver import create_resolver, json_response
 from chorus.core.observability import logger, metrics, tracer
 from chorus.domain import queries
@@ -16,7 +17,7 @@ app = create_resolver()
 
 
 @app.get("/predictions/<prediction_id>")
-def get_prediction(prediction_id: str) -> Response[dict[str, Any]]:
+def get_prediction(prediction_id: PredictionId) -> Response[dict[str, Any]]:
     return json_response(200, queries.describe(prediction_id))
 
 

@@ -1,4 +1,7 @@
-"""The REST contract's request and response bodies (v1). Constrained at the edge."""
+"""The REST contract's request and response bodies (v1). Constrained at the edge: strict types (no
+coercion: `"10"` or `true` is not a number), and only what the stores can hold — metadata goes to
+DynamoDB, inline input to S3 as JSON. The body itself was screened before these run (edge.py):
+UTF-8, strict JSON, at most 64 levels deep."""
 
 from __future__ import annotations
 
@@ -6,22 +9,69 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
+from chorus.api.edge import MAX_BODY_DEPTH, json_problem
 from chorus.model.content import MAX_INLINE_INPUT_BYTES, MAX_METADATA_BYTES
 from chorus.model.records import WebhookEvent
 
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+# An address SES can send to: ASCII, no display name, no whitespace; matched with fullmatch.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL = re.compile(
+    rf"(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])"
+)
+CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f]")
+
+# Ids we issue are 32 hex characters; anything outside this is no prediction (404, never a 5xx).
+PREDICTION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+# DynamoDB nests at most 32 levels in an item; the record holds metadata one level down.
+MAX_METADATA_DEPTH = 16
+# DynamoDB numbers: at most 38 significant digits, magnitude from 1e-130 up to (not including) 1e126.
+DYNAMODB_MAX_DIGITS = 38
+DYNAMODB_MIN_MAGNITUDE = 1e-130
+DYNAMODB_MAX_MAGNITUDE = 1e126
+
+
+PredictionId = Annotated[
+    str, Path(pattern=PREDICTION_ID_PATTERN, description="A prediction id (ours are 32 hex characters)")
+]
+
+
+def dynamodb_number_problem(number: int | float) -> str | None:
+    """Why DynamoDB (through our serializer: ints as they are, floats via their shortest repr)
+    cannot store `number`; None when it can."""
+    if isinstance(number, int):
+        if abs(number) < 10**DYNAMODB_MAX_DIGITS:
+            return None
+        shown = f"an integer of more than {DYNAMODB_MAX_DIGITS} digits"
+    else:
+        if number == 0 or DYNAMODB_MIN_MAGNITUDE <= abs(number) < DYNAMODB_MAX_MAGNITUDE:
+            return None
+        shown = repr(number)
+    return (
+        f"{shown} cannot be stored: metadata numbers need at most {DYNAMODB_MAX_DIGITS} digits"
+        " and a magnitude between 1e-130 and 1e126"
+    )
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class WebhookCallbackRequest(_Request):
     type: Literal["webhook"]
     url: Annotated[str, Field(min_length=8, max_length=2048)]
     events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=2)] = ["completed"]
+
+    @field_validator("url")
+    @classmethod
+    def _one_token(cls, value: str) -> str:
+        if CONTROL_OR_SPACE.search(value):
+            raise ValueError("callback.url must not contain spaces or control characters")
+        return value
 
 
 class EmailCallbackRequest(_Request):
@@ -31,8 +81,8 @@ class EmailCallbackRequest(_Request):
     @field_validator("address")
     @classmethod
     def _looks_like_email(cls, value: str) -> str:
-        if not EMAIL.match(value):
-            raise ValueError("callback.address is not an e-mail address")
+        if not EMAIL.fullmatch(value):
+            raise ValueError("callback.address is not an e-mail address (a bare address such as ann@example.com)")
         return value
 
 
@@ -49,18 +99,25 @@ class PredictionRequest(_Request):
     metadata: dict[str, JsonValue] = {}
     deadline_seconds: Annotated[int | None, Field(alias="deadlineSeconds", ge=1, le=7 * 24 * 3600)] = None
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
     @field_validator("input")
     @classmethod
-    def _inline_input_small(cls, value: Any) -> Any:
+    def _inline_input_is_json(cls, value: Any) -> Any:
+        # S3 holds any JSON (huge numbers too), but not NaN, Infinity or lone surrogates.
+        problem = json_problem(value, max_depth=MAX_BODY_DEPTH, root="input")
+        if problem is not None:
+            raise ValueError(problem)
         if value is not None and len(json.dumps(value)) > MAX_INLINE_INPUT_BYTES:
             raise ValueError("inline input is larger than 256 KB; upload it instead (omit `input`)")
         return value
 
     @field_validator("metadata")
     @classmethod
-    def _metadata_small(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _metadata_storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problem = json_problem(value, max_depth=MAX_METADATA_DEPTH, root="metadata", number=dynamodb_number_problem)
+        if problem is not None:
+            raise ValueError(problem)
         if len(json.dumps(value)) > MAX_METADATA_BYTES:
             raise ValueError("metadata is larger than 4 KB")
         return value

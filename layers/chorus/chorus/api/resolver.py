@@ -1,14 +1,25 @@
 """What the two API functions share: the resolver set-up and the error contract
-`{"error": {"code", "message"}}` — domain exceptions are mapped here, once."""
+`{"error": {"code", "message"}}` — domain exceptions are mapped here, once.
+
+Bad input never reaches a handler and never becomes a 5xx: every request is screened before
+Powertools reads it (edge.py: UTF-8, JSON media type, strict JSON), the request models hold the
+field rules (models.py), and whatever the framework itself refuses is answered in our shape."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chorus.api.edge import UnsupportedMediaType, screen
 from chorus.api.models import error_body
 from chorus.core.errors import ChorusError
 from chorus.core.observability import logger
@@ -27,12 +38,42 @@ def describe_validation_error(exc: RequestValidationError) -> str:
             return "the request body is not valid JSON"
         if error.get("type") == "extra_forbidden":
             message = "is not a known field"
+        if error.get("type") == "value_error":  # our validators' messages name their field
+            problems.append(message.removeprefix("Value error, "))
+            continue
         problems.append(f"{location or 'body'}: {message}")
     return "; ".join(problems) or "the request is invalid"
 
 
-def create_resolver() -> APIGatewayRestResolver:
-    app = APIGatewayRestResolver(enable_validation=True)
+def _bad_path_parameter(exc: RequestValidationError) -> str | None:
+    """The value of a path parameter that failed its pattern: a path naming nothing."""
+    for error in exc.errors():
+        location = error.get("loc", ())
+        if location and location[0] == "path":
+            return str(error.get("input", ""))
+    return None
+
+
+class ChorusResolver(APIGatewayRestResolver):
+    """Powertools' REST resolver, with each request's body screened first (edge.screen): what
+    Powertools would fail to decode or parse (a 5xx), or reads leniently, is refused here."""
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        try:
+            screened = screen(event)
+        except ChorusError as exc:
+            logger.info("request refused at the edge", extra={"code": exc.code, "reason": exc.message})
+            return {
+                "statusCode": exc.status,
+                "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},
+                "body": json.dumps(error_body(exc.code, exc.message), separators=(",", ":")),
+                "isBase64Encoded": False,
+            }
+        return super().resolve(screened, context)
+
+
+def create_resolver() -> ChorusResolver:
+    app = ChorusResolver(enable_validation=True)
 
     @app.exception_handler(ChorusError)
     def _domain_error(exc: ChorusError) -> Response:
@@ -42,7 +83,16 @@ def create_resolver() -> APIGatewayRestResolver:
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response:
+        bad_id = _bad_path_parameter(exc)
+        if bad_id is not None:  # indistinguishable from an id that names no prediction
+            shown = bad_id if len(bad_id) <= 64 else f"{bad_id[:64]}…"
+            return json_response(404, error_body("not_found", f"prediction {shown!r} not found"))
         return json_response(400, error_body("invalid_request", describe_validation_error(exc)))
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported_media_type(exc: RequestUnsupportedContentType) -> Response:
+        error = UnsupportedMediaType("the request body must be JSON: send Content-Type: application/json")
+        return json_response(error.status, error_body(error.code, error.message))
 
     @app.not_found
     def _no_route(exc: NotFoundError) -> Response:
