@@ -2,8 +2,9 @@
 
 A claim holds a lease: if the worker dies between claiming and invoking (or during a real-time
 call), the redelivered message is retried until the lease lapses and then claims it again. Once an
-async endpoint or an execution owns the work, the lease is removed and nobody reclaims it. Once dispatched, the prediction carries a run deadline —
-past it, a result that never came is declared `timed_out` (the deadline queue looks again then).
+async endpoint or an execution owns the work, the lease is removed and nobody reclaims it; the
+prediction carries a run deadline instead — past it, a result that never came is declared
+`timed_out` (the deadline queue looks again then).
 """
 
 from __future__ import annotations
