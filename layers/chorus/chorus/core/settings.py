@@ -25,6 +25,11 @@ class TableSettings(_Settings):
     record_ttl_days: int = Field(default=30, ge=1)
 
 
+class TenancySettings(_Settings):
+    tenants_table: str
+    tokens_table: str
+
+
 class IdempotencySettings(_Settings):
     idempotency_table: str
 
