@@ -1,0 +1,274 @@
+"""`chorus admin …`: tenants and their API tokens.
+
+    chorus admin tenants create NAME                       --stack-name STACK | --local [READY_FILE]
+    chorus admin tenants list [--json]                     …
+    chorus admin tokens create --tenant NAME [--scopes predictions:create predictions:read admin]
+                               [--expires-in 30d|12h|90m|3600s]    (the token is the last line, shown once)
+    chorus admin tokens list [--tenant NAME] [--json]      (never secrets or hashes)
+    chorus admin tokens revoke TOKEN_ID
+
+Exit codes: 0 done, 1 failed (the target or the operation), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import chorus_cli  # noqa: F401  (puts the layer package `chorus` on sys.path)
+from chorus_cli import target
+from chorus_cli.target import DEFAULT_READY_FILE, Target, TargetError
+
+PROG = "chorus"
+_DURATION = re.compile(r"^(?P<count>[1-9][0-9]{0,9})(?P<unit>[dhms])$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # chorus.model.tenancy.TENANT_NAME
+_TOKEN_ID = re.compile(r"^[0-9a-f]{12}$")
+_SCOPES = ("predictions:create", "predictions:read", "admin")  # chorus.model.tenancy.Scope
+
+
+# --- argument types (a bad value is a usage error: exit 2) -----------------------------------------
+
+
+def duration(value: str) -> timedelta:
+    match = _DURATION.match(value.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration like 30d, 12h, 90m or 3600s")
+    try:
+        return timedelta(**{_UNITS[match["unit"]]: int(match["count"])})
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{value!r} is too long") from None
+
+
+def tenant_name(value: str) -> str:
+    if not _TENANT.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a tenant name: 1-63 lowercase letters, digits and '-', not starting with '-'"
+        )
+    return value
+
+
+def token_id(value: str) -> str:
+    """A token id, or a whole token (its id is taken from it)."""
+    from chorus.model.tenancy import parse_token
+
+    parsed = parse_token(value)
+    if parsed is not None:
+        return parsed[0]
+    if not _TOKEN_ID.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a token id (12 hex characters, as `tokens list` shows)")
+    return value
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+def _when(moment: datetime | None) -> str:
+    from chorus.core.clock import iso
+
+    return iso(moment) or "-"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _json(document: Any) -> None:
+    print(json.dumps(document, indent=2))
+
+
+def tenants_create(args: argparse.Namespace, where: Target) -> int:
+    from chorus.adapters import tenants
+
+    tenant = tenants.create_tenant(args.name, created_by=where.identity)
+    print(f"created tenant {tenant.tenant} on {where.description}")
+    return 0
+
+
+def tenants_list(args: argparse.Namespace, where: Target) -> int:
+    from chorus.adapters import tenants
+
+    found = tenants.list_tenants()
+    if args.json:
+        _json([t.model_dump(mode="json", by_alias=True) for t in found])
+    elif not found:
+        print(f"no tenants on {where.description}")
+    else:
+        _table([[t.tenant, _when(t.created_at), t.created_by] for t in found], ["TENANT", "CREATED", "CREATED BY"])
+    return 0
+
+
+def tokens_create(args: argparse.Namespace, where: Target) -> int:
+    from chorus.adapters import tenants
+    from chorus.core.clock import utcnow
+    from chorus.model.tenancy import DEFAULT_SCOPES, Scope
+
+    scopes = [Scope(s) for s in args.scopes] if args.scopes else list(DEFAULT_SCOPES)
+    expires_at = utcnow() + args.expires_in if args.expires_in else None
+    token, plaintext = tenants.create_token(args.tenant, scopes, created_by=where.identity, expires_at=expires_at)
+    print(f"created token {token.token_id} for tenant {token.tenant} on {where.description}")
+    print(f"scopes: {' '.join(token.scopes)}; expires: {_when(token.expires_at) if expires_at else 'never'}")
+    print("the token follows; it is shown only this once, store it now:")
+    print(plaintext)
+    return 0
+
+
+def _state(token: Any, now: datetime) -> str:
+    if token.revoked:
+        return "revoked"
+    if token.expires_at is not None and now >= token.expires_at:
+        return "expired"
+    return "active"
+
+
+def tokens_list(args: argparse.Namespace, where: Target) -> int:
+    from chorus.adapters import tenants
+    from chorus.core.clock import utcnow
+
+    found = tenants.list_tokens(args.tenant)
+    now = utcnow()
+    if args.json:
+        # Never the hash: what identifies a token to an operator is its id.
+        _json(
+            [
+                {**t.model_dump(mode="json", by_alias=True, exclude={"secret_hash"}), "state": _state(t, now)}
+                for t in found
+            ]
+        )
+    elif not found:
+        print(f"no tokens{f' for tenant {args.tenant}' if args.tenant else ''} on {where.description}")
+    else:
+        _table(
+            [
+                [
+                    t.token_id,
+                    t.tenant,
+                    _state(t, now),
+                    ",".join(t.scopes),
+                    _when(t.created_at),
+                    _when(t.expires_at),
+                    _when(t.last_used_at),
+                ]
+                for t in found
+            ],
+            ["ID", "TENANT", "STATE", "SCOPES", "CREATED", "EXPIRES", "LAST USED"],
+        )
+    return 0
+
+
+def tokens_revoke(args: argparse.Namespace, where: Target) -> int:
+    from chorus.adapters import tenants
+
+    token = tenants.revoke_token(args.token_id)
+    print(f"revoked token {token.token_id} of tenant {token.tenant} on {where.description}")
+    return 0
+
+
+# --- the parser -------------------------------------------------------------------------------------
+
+
+def _target_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    choice = options.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--stack-name", metavar="NAME", help="a deployed stack (CloudFormation stack name)")
+    choice.add_argument(
+        "--local",
+        metavar="READY_FILE",
+        nargs="?",
+        const=DEFAULT_READY_FILE,
+        type=Path,
+        help=f"a running `make local`, found through its ready file (default {DEFAULT_READY_FILE.name} "
+        "in the repository root)",
+    )
+    options.add_argument("--region", help="with --stack-name: the stack's region (default: boto3's)")
+    options.add_argument("--profile", help="with --stack-name: an AWS profile (default: boto3's)")
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    admin = commands.add_parser("admin", help="tenants and API tokens").add_subparsers(
+        dest="resource", metavar="RESOURCE", required=True
+    )
+    common = [_target_options()]
+    listing = argparse.ArgumentParser(add_help=False)
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    tenants = admin.add_parser("tenants", help="who may call Chorus").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    create = tenants.add_parser("create", parents=common, help="create a tenant")
+    create.add_argument("name", type=tenant_name, metavar="NAME")
+    create.set_defaults(run=tenants_create)
+    tenants.add_parser("list", parents=[*common, listing], help="list tenants").set_defaults(run=tenants_list)
+
+    tokens = admin.add_parser("tokens", help="a tenant's API tokens").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    create = tokens.add_parser("create", parents=common, help="create a token (printed once, as the last line)")
+    create.add_argument("--tenant", required=True, type=tenant_name, metavar="NAME")
+    create.add_argument(
+        "--scopes",
+        nargs="+",
+        choices=_SCOPES,
+        metavar="SCOPE",
+        help=f"any of {', '.join(_SCOPES)} (default: predictions:create predictions:read)",
+    )
+    create.add_argument("--expires-in", type=duration, metavar="DURATION", help="e.g. 30d, 12h, 90m, 3600s")
+    create.set_defaults(run=tokens_create)
+    listed = tokens.add_parser("list", parents=[*common, listing], help="list tokens (never their secrets)")
+    listed.add_argument("--tenant", type=tenant_name, metavar="NAME")
+    listed.set_defaults(run=tokens_list)
+    revoke = tokens.add_parser("revoke", parents=common, help="revoke a token")
+    revoke.add_argument("token_id", type=token_id, metavar="TOKEN_ID")
+    revoke.set_defaults(run=tokens_revoke)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on a usage error
+    if args.stack_name is None and (args.region or args.profile):
+        parser.error("--region and --profile go with --stack-name")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from chorus.core.errors import ChorusError
+
+    try:
+        where = (
+            target.local(args.local)
+            if args.local is not None
+            else target.aws(args.stack_name, args.region, args.profile)
+        )
+        return int(args.run(args, where))
+    except TargetError as exc:
+        return _fail(str(exc))
+    except ChorusError as exc:
+        return _fail(exc.message)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        return _fail(f"{error.get('Code', 'error')}: {error.get('Message') or exc}")
+    except BotoCoreError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

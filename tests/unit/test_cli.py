@@ -1,0 +1,365 @@
+"""The `chorus` command: tenants and tokens through the product's own adapter, against a deployed
+stack (CloudFormation names the tables, STS names the caller) or a `make local` ready file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.support.aws_resources import REPO, create_table, resource
+
+STACK = "chorus-cli-test"
+TABLES = {"TenantsTable": "chorus-cli-tenants", "TokensTable": "chorus-cli-tokens"}
+_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "TENANTS_TABLE",
+    "TOKENS_TABLE",
+)
+
+
+def _reset() -> None:
+    from chorus.core import clients, settings
+
+    settings.load.cache_clear()
+    clients.reset_clients()
+    boto3.DEFAULT_SESSION = None
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every variable the CLI sets is restored afterwards (it writes os.environ directly)."""
+    for variable in _ENV:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    _reset()
+    yield
+    _reset()
+
+
+def create_tenancy_tables(names: dict[str, str] | None = None) -> dict[str, str]:
+    """TenantsTable and TokensTable as template.yaml declares them."""
+    names = names or TABLES
+    for logical_id, name in names.items():
+        create_table(logical_id, name)
+    return names
+
+
+@pytest.fixture
+def deployed(clean_env: None) -> Iterator[str]:
+    """A CloudFormation stack in moto holding the two tables with template.yaml's properties."""
+    from moto import mock_aws
+
+    with mock_aws():
+        body = {
+            "Resources": {
+                logical_id: {
+                    "Type": "AWS::DynamoDB::Table",
+                    "Properties": {
+                        "TableName": name,
+                        **{
+                            key: value
+                            for key, value in resource(logical_id).items()
+                            if key in {"AttributeDefinitions", "KeySchema", "BillingMode"}
+                        },
+                    },
+                }
+                for logical_id, name in TABLES.items()
+            }
+        }
+        boto3.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(body))
+        yield STACK
+
+
+@pytest.fixture
+def local_stack(clean_env: None, tmp_path: Path) -> Iterator[Path]:
+    """A moto server standing in for `make local`, and its ready file."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.e2e.conftest import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        _reset()
+        create_tenancy_tables()
+        del os.environ["AWS_ENDPOINT_URL"]
+        ready = tmp_path / "ready.json"
+        ready.write_text(
+            json.dumps(
+                {
+                    "api_url": "http://127.0.0.1:1",
+                    "aws_endpoint_url": endpoint,
+                    "webhook_secret": "whsec_x",
+                    "api_token": "",
+                    "resources": {**TABLES, "PredictionsTable": "chorus-local-predictions"},
+                }
+            )
+        )
+        yield ready
+    finally:
+        server.stop()
+
+
+def chorus(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from chorus_cli.__main__ import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse: usage errors
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def at(stack: str) -> tuple[str, ...]:
+    return ("--stack-name", stack)
+
+
+def new_token(capsys: pytest.CaptureFixture[str], target: tuple[str, ...], *options: str) -> str:
+    code, out, err = chorus(capsys, "admin", "tokens", "create", *options, *target)
+    assert code == 0, err
+    return out.rstrip("\n").splitlines()[-1]
+
+
+# --- tenants ----------------------------------------------------------------------------------------
+
+
+def test_tenants_are_created_and_listed_with_the_callers_identity(deployed, capsys):
+    # Given a deployed stack
+    # When two tenants are created
+    assert chorus(capsys, "admin", "tenants", "create", "globex", *at(deployed))[0] == 0
+    code, out, _ = chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
+    assert code == 0 and "acme" in out
+    # Then both are listed, sorted, created by the caller's STS identity
+    code, out, _ = chorus(capsys, "admin", "tenants", "list", "--json", *at(deployed))
+    listed = json.loads(out)
+    assert code == 0 and [t["tenant"] for t in listed] == ["acme", "globex"]
+    assert {t["createdBy"] for t in listed} == {boto3.client("sts").get_caller_identity()["Arn"]}
+    code, out, _ = chorus(capsys, "admin", "tenants", "list", *at(deployed))
+    assert code == 0 and out.splitlines()[0].split()[0] == "TENANT" and "acme" in out and "globex" in out
+
+
+def test_a_tenant_that_exists_already_is_a_one_line_failure(deployed, capsys):
+    chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
+    code, out, err = chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "already exists" in err
+
+
+# --- tokens -----------------------------------------------------------------------------------------
+
+
+def test_a_created_token_is_the_last_line_shown_once_and_the_product_accepts_it(deployed, capsys):
+    from chorus.adapters import tenants
+    from chorus.core.clock import utcnow
+    from chorus.model.tenancy import Scope, parse_token
+
+    chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
+    # When a token is created with the default scopes
+    code, out, _ = chorus(capsys, "admin", "tokens", "create", "--tenant", "acme", *at(deployed))
+    token = out.rstrip("\n").splitlines()[-1]
+    # Then it is the last line, printed once, and the stored record accepts its secret
+    parsed = parse_token(token)
+    assert code == 0 and parsed is not None and out.count(token) == 1
+    stored = tenants.find_token(parsed[0])
+    assert stored is not None and stored.accepts(parsed[1], utcnow())
+    assert set(stored.scopes) == {Scope.CREATE, Scope.READ} and stored.expires_at is None
+    assert stored.created_by == boto3.client("sts").get_caller_identity()["Arn"]
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "lifetime"),
+    [("30d", timedelta(days=30)), ("12h", timedelta(hours=12)), ("90m", timedelta(minutes=90)), ("3600s", 3600)],
+)
+def test_a_token_can_expire(deployed, capsys, expires_in, lifetime):
+    from chorus.adapters import tenants
+    from chorus.core.clock import utcnow
+
+    lifetime = lifetime if isinstance(lifetime, timedelta) else timedelta(seconds=lifetime)
+    chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
+    token = new_token(capsys, at(deployed), "--tenant", "acme", "--expires-in", expires_in)
+    stored = tenants.find_token(token[4:16])
+    assert stored is not None and stored.expires_at is not None
+    assert abs(stored.expires_at - (utcnow() + lifetime)) < timedelta(seconds=30)
+
+
+def test_scopes_are_those_asked_for(deployed, capsys):
+    from chorus.adapters import tenants
+
+    chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
+    token = new_token(capsys, at(deployed), "--tenant", "acme", "--scopes", "predictions:read", "admin")
+    stored = tenants.find_token(token[4:16])
+    assert stored is not None and list(stored.scopes) == ["predictions:read", "admin"]
+
+
+def test_a_token_for_an_unknown_tenant_is_a_failure(deployed, capsys):
+    code, out, err = chorus(capsys, "admin", "tokens", "create", "--tenant", "nobody", *at(deployed))
+    assert code == 1 and out == "" and "does not exist" in err and err.count("\n") == 1
+
+
+def test_tokens_are_listed_without_secrets_or_hashes(deployed, capsys):
+    from chorus.adapters import tenants
+
+    for name in ("acme", "globex"):
+        chorus(capsys, "admin", "tenants", "create", name, *at(deployed))
+    acme = new_token(capsys, at(deployed), "--tenant", "acme")
+    globex = new_token(capsys, at(deployed), "--tenant", "globex", "--expires-in", "1d")
+    hashes = [t.secret_hash for t in tenants.list_tokens()]
+    # When they are listed, as text and as JSON, all or one tenant's
+    code, text, _ = chorus(capsys, "admin", "tokens", "list", *at(deployed))
+    assert code == 0
+    code, everything, _ = chorus(capsys, "admin", "tokens", "list", "--json", *at(deployed))
+    assert code == 0
+    code, only_acme, _ = chorus(capsys, "admin", "tokens", "list", "--tenant", "acme", "--json", *at(deployed))
+    assert code == 0
+    # Then ids, tenants and states show, and nothing of any secret
+    for output in (text, everything, only_acme):
+        for secret in (acme, globex, acme[17:], globex[17:], *hashes):
+            assert secret not in output
+    assert acme[4:16] in text and globex[4:16] in text and "active" in text
+    listed = json.loads(everything)
+    assert {t["tokenId"] for t in listed} == {acme[4:16], globex[4:16]}
+    assert all("secretHash" not in t and t["state"] == "active" for t in listed)
+    assert [t["tenant"] for t in json.loads(only_acme)] == ["acme"]
+
+
+def test_a_revoked_token_is_refused_by_the_product_and_listed_as_revoked(deployed, capsys):
+    from chorus.adapters import tenants
+    from chorus.core.clock import utcnow
+
+    chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
+    token = new_token(capsys, at(deployed), "--tenant", "acme")
+    # When it is revoked by its id
+    code, out, _ = chorus(capsys, "admin", "tokens", "revoke", token[4:16], *at(deployed))
+    # Then the product no longer accepts it, and the listing says so
+    assert code == 0 and "revoked" in out and token not in out
+    stored = tenants.find_token(token[4:16])
+    assert stored is not None and stored.revoked and not stored.accepts(token[17:], utcnow())
+    listed = json.loads(chorus(capsys, "admin", "tokens", "list", "--json", *at(deployed))[1])
+    assert listed[0]["state"] == "revoked" and listed[0]["revokedAt"]
+    # And revoking by the whole token works as well (its id is taken from it)
+    assert chorus(capsys, "admin", "tokens", "revoke", token, *at(deployed))[0] == 0
+
+
+def test_revoking_an_unknown_token_is_a_failure(deployed, capsys):
+    code, _, err = chorus(capsys, "admin", "tokens", "revoke", "0123456789ab", *at(deployed))
+    assert code == 1 and "not found" in err and err.count("\n") == 1
+
+
+def test_an_unknown_stack_is_a_one_line_failure(deployed, capsys):
+    code, out, err = chorus(capsys, "admin", "tenants", "list", "--stack-name", "no-such-stack")
+    assert code == 1 and out == "" and err.startswith("chorus: error: ") and err.count("\n") == 1
+
+
+# --- usage errors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["admin", "tenants", "list"],  # no target
+        ["admin", "tenants", "list", "--stack-name", STACK, "--local", "x.json"],  # two targets
+        ["admin", "tenants", "create", "Acme!", "--stack-name", STACK],
+        ["admin", "tokens", "create", "--tenant", "acme", "--expires-in", "soon", "--stack-name", STACK],
+        ["admin", "tokens", "create", "--tenant", "acme", "--expires-in", "0h", "--stack-name", STACK],
+        ["admin", "tokens", "create", "--tenant", "acme", "--scopes", "everything", "--stack-name", STACK],
+        ["admin", "tokens", "create", "--stack-name", STACK],  # no tenant
+        ["admin", "tokens", "revoke", "not-an-id", "--stack-name", STACK],
+        ["admin", "tokens", "list", "--local", "x.json", "--region", "eu-west-1"],
+        ["admin"],
+        ["admin", "tenants", "delete", "acme", "--stack-name", STACK],
+    ],
+)
+def test_usage_errors_exit_2(clean_env, capsys, argv):
+    code, out, err = chorus(capsys, *argv)
+    assert code == 2 and out == "" and "error:" in err
+
+
+# --- make local -------------------------------------------------------------------------------------
+
+
+def test_local_stack_through_its_ready_file(local_stack, capsys):
+    from chorus.adapters import tenants
+
+    target = ("--local", str(local_stack))
+    # Given a running local stack; when a tenant and a token are created through its ready file
+    assert chorus(capsys, "admin", "tenants", "create", "acme", *target)[0] == 0
+    token = new_token(capsys, target, "--tenant", "acme", "--expires-in", "1s")
+    # Then they are stored in its tables, created by "local"
+    assert os.environ["TENANTS_TABLE"] == TABLES["TenantsTable"]
+    listed = json.loads(chorus(capsys, "admin", "tenants", "list", "--json", *target)[1])
+    assert [(t["tenant"], t["createdBy"]) for t in listed] == [("acme", "local")]
+    stored = tenants.find_token(token[4:16])
+    assert stored is not None and stored.tenant == "acme" and stored.created_by == "local"
+    assert chorus(capsys, "admin", "tokens", "revoke", token[4:16], *target)[0] == 0
+
+
+def test_a_missing_ready_file_is_a_failure_that_says_what_to_do(clean_env, capsys, tmp_path):
+    code, _, err = chorus(capsys, "admin", "tenants", "list", "--local", str(tmp_path / "absent.json"))
+    assert code == 1 and "make local" in err and err.count("\n") == 1
+
+
+def test_a_ready_file_without_resources_is_a_failure(clean_env, capsys, tmp_path):
+    ready = tmp_path / "ready.json"
+    ready.write_text(json.dumps({"api_url": "http://127.0.0.1:1", "aws_endpoint_url": "http://127.0.0.1:1"}))
+    code, _, err = chorus(capsys, "admin", "tenants", "list", "--local", str(ready))
+    assert code == 1 and "resources" in err and err.count("\n") == 1
+
+
+def test_local_defaults_to_the_ready_file_in_the_repository_root(clean_env):
+    from chorus_cli.__main__ import build_parser
+
+    args = build_parser().parse_args(["admin", "tenants", "list", "--local"])
+    assert args.local == REPO / ".chorus-local.json"
+
+
+# --- packaging --------------------------------------------------------------------------------------
+
+
+def test_the_console_script_is_declared():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["chorus"] == "chorus_cli.__main__:main"
+    assert "build-system" in project
+
+
+def test_the_cli_finds_the_layer_package_from_anywhere(tmp_path):
+    # A fresh interpreter outside the repository, without pytest's pythonpath: only chorus_cli's own
+    # sys.path entry makes `chorus` importable.
+    env: dict[str, Any] = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(REPO)  # where chorus_cli is (pip install -e . does this for the script)
+    probe = "import chorus_cli, chorus.adapters.tenants as t; print(t.__file__)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(REPO / "layers/chorus/chorus/adapters/tenants.py")
+    usage = subprocess.run(
+        [sys.executable, "-m", "chorus_cli", "admin", "tokens", "list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert usage.returncode == 2 and "--stack-name" in usage.stderr
