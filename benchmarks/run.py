@@ -149,7 +149,7 @@ def main() -> int:
     stack = RunningStack()
     try:
         print(f"local stack ready in {time.perf_counter() - started:.1f} s (models cached)")
-        client = ChorusClient(stack.api_url)
+        client = stack.api()
         results: dict[str, Any] = {"latency": latency(client, args.samples)}
         print("\nThroughput")
         results["throughput"] = {

@@ -32,13 +32,29 @@ def digit_pixels(index: int = 1300) -> tuple[list[float], int]:
     return [float(v) for v in digits.data[index]], int(digits.target[index])
 
 
+def bearer(token: str | None) -> dict[str, str]:
+    """The Authorization header a token is sent in (none without a token)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 @dataclass
 class ChorusClient:
+    """Every request to the API carries `Authorization: Bearer <token>` (the upload and the output
+    download go to presigned S3 URLs and carry none)."""
+
     api_url: str
+    token: str | None = None
     session: requests.Session | None = None
 
     def __post_init__(self) -> None:
         self.session = self.session or requests.Session()
+        self.session.headers.update(bearer(self.token))
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Any API call, unchecked: `path` from the API root, e.g. `/predictions?limit=5`."""
+        assert self.session is not None
+        kwargs.setdefault("timeout", 30)
+        return self.session.request(method, f"{self.api_url}{path}", **kwargs)
 
     def submit(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> requests.Response:
         return self.session.post(f"{self.api_url}/predictions", json=body, headers=headers or {}, timeout=60)

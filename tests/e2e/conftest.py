@@ -5,8 +5,11 @@ Fixtures:
 - `start_stack` (module): a factory for differently configured stacks,
   `start_stack(parameter_overrides={"RegistryFile": ...}, extra_endpoints=<endpoints file | list>)`;
   every stack it starts stops when the module's tests are done.
-Each yields a `RunningStack` with `api_url`, `aws_endpoint_url`, `webhook_secret`,
-`client(service)` (boto3 against the stack) and `logs()` (its output so far).
+Each yields a `RunningStack` with `api_url`, `aws_endpoint_url`, `webhook_secret`, `api_token` (the
+local tenant's token, which every API request sends as `Authorization: Bearer …`; None while a stack
+writes none), `ready_file` (what `python -m chorus_cli admin … --local <ready_file>` reads),
+`resources` (logical id → physical name), `api(token=…)` (a ChorusClient), `client(service)` (boto3
+against the stack) and `logs()` (its output so far).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+
+from tests.e2e.client import ChorusClient, bearer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_DEADLINE_SECONDS = 120.0
@@ -49,7 +54,7 @@ class RunningStack:
         environment: Mapping[str, str] | None = None,
     ) -> None:
         self._workdir = Path(tempfile.mkdtemp(prefix="chorus-stack-"))
-        ready_file = self._workdir / "ready.json"
+        ready_file = self.ready_file = self._workdir / "ready.json"
         command = [
             sys.executable,
             "-m",
@@ -95,6 +100,17 @@ class RunningStack:
         self.api_url: str = info["api_url"]
         self.aws_endpoint_url: str = info["aws_endpoint_url"]
         self.webhook_secret: str = info["webhook_secret"]
+        self.api_token: str | None = info.get("api_token") or None
+        self.resources: dict[str, str] = dict(info.get("resources") or {})
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """`Authorization: Bearer <the local tenant's token>` (empty without one)."""
+        return bearer(self.api_token)
+
+    def api(self, token: str | None = None) -> ChorusClient:
+        """A client of the REST API sending `token` (default: the local tenant's)."""
+        return ChorusClient(self.api_url, token or self.api_token)
 
     def _read(self) -> None:
         assert self._process.stdout is not None

@@ -40,7 +40,9 @@ class Api:
         try:
             data = body.encode() if isinstance(body, str) else body
             connection.putrequest(method, path, skip_accept_encoding=True)
-            sent = {"Content-Type": "application/json", **(headers or {})} if data is not None else headers or {}
+            # Authenticated as the local tenant unless the test sends an Authorization of its own.
+            sent = {**self.stack.auth_headers, **({"Content-Type": "application/json"} if data is not None else {})}
+            sent |= headers or {}
             for name, value in sent.items():
                 connection.putheader(name, value)
             connection.putheader("Content-Length", str(len(data or b"")))
@@ -228,7 +230,9 @@ def test_create_without_a_content_type_is_accepted(api):
     # Given a JSON body and no Content-Type header at all
     connection = http.client.HTTPConnection(api.host, api.port, timeout=60)
     body = json.dumps(UPLOAD).encode()
-    connection.request("POST", "/predictions", body=body, headers={"Content-Length": str(len(body))})
+    connection.request(
+        "POST", "/predictions", body=body, headers={"Content-Length": str(len(body)), **api.stack.auth_headers}
+    )
     # When it is submitted
     status = connection.getresponse().status
     connection.close()

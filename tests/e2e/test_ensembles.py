@@ -18,7 +18,7 @@ SCRIPTED_ENDPOINTS = REPO / "tests" / "fixtures" / "endpoints_scripted.json"
 
 @pytest.fixture
 def client(stack) -> ChorusClient:
-    return ChorusClient(stack.api_url)
+    return stack.api()
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def scripted_stack(start_stack, tmp_path_factory):
 
 @pytest.fixture
 def scripted(scripted_stack) -> ChorusClient:
-    return ChorusClient(scripted_stack.api_url)
+    return scripted_stack.api()
 
 
 def steps_by_name(prediction: dict) -> dict[str, dict]:

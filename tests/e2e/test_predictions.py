@@ -7,7 +7,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 from standardwebhooks.webhooks import Webhook
 
 from tests.e2e.client import ChorusClient, digit_pixels, digit_png
@@ -16,7 +15,7 @@ from tests.support.webhook_receiver import WebhookReceiver
 
 @pytest.fixture
 def client(stack) -> ChorusClient:
-    return ChorusClient(stack.api_url)
+    return stack.api()
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ def wait_for_webhooks(receiver: WebhookReceiver, count: int, timeout: float = 30
 
 
 def test_services_lists_the_demo_models_and_ensemble(client):
-    services = {s["name"]: s for s in requests.get(f"{client.api_url}/services", timeout=30).json()["services"]}
+    services = {s["name"]: s for s in client.request("GET", "/services").json()["services"]}
     assert {"digits-svm", "digits-forest", "digits-ensemble"} <= set(services)
     assert services["digits-svm"]["contentTypes"] == ["image/png", "application/json"]
 
@@ -184,7 +183,7 @@ def test_bad_requests_are_answered_with_a_clear_error(client, body, status, code
 
 
 def test_unknown_prediction_is_404(client):
-    response = requests.get(f"{client.api_url}/predictions/does-not-exist", timeout=30)
+    response = client.request("GET", "/predictions/does-not-exist")
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 

@@ -79,7 +79,7 @@ def faulty_stack(start_stack, tmp_path_factory):
 
 @pytest.fixture
 def client(faulty_stack) -> ChorusClient:
-    return ChorusClient(faulty_stack.api_url)
+    return faulty_stack.api()
 
 
 @pytest.fixture
@@ -158,7 +158,7 @@ def test_redeliver_sends_the_current_representation_again_with_the_same_id(clien
     created = client.create({"service": "digits-svm", "input": {"pixels": PIXELS}, "callback": webhook(receiver.url)})
     eventually(delivered(client, created["id"]), timeout=60)
     # When the client asks for a replay
-    answer = requests.post(f"{client.api_url}/predictions/{created['id']}/webhook/redeliver", timeout=10)
+    answer = client.request("POST", f"/predictions/{created['id']}/webhook/redeliver", timeout=10)
     assert answer.status_code == 202
     # Then a second delivery arrives with the same webhook-id
     eventually(lambda: len(receiver.received) == 2, timeout=30)
