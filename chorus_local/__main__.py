@@ -6,9 +6,11 @@
                            [--workers 2] [--async-retry-delays 1,2] [--ready-file PATH]
                            [--exit-with-parent] [--verbose]
 
-`--ready-file` receives {"api_url", "aws_endpoint_url", "webhook_secret"} once everything
-answers (tests wait for it). The webhook secret comes from CHORUS_WEBHOOK_SECRET, or is
-generated and printed.
+`--ready-file` receives {"api_url", "aws_endpoint_url", "webhook_secret", "api_token",
+"resources"} once everything answers (tests wait for it); `resources` maps every created
+resource's logical id to its physical name (a table's name, a queue's URL, a topic's ARN).
+The webhook secret comes from CHORUS_WEBHOOK_SECRET, the API token of tenant `local` (every
+scope) from CHORUS_API_TOKEN; either is generated when unset, and both are printed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from types import FrameType
 
 from chorus_local.cloudformation import TemplateError
 from chorus_local.stack import LocalStack
+from chorus_local.tenancy import API_TOKEN_ENV, ApiTokenError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,7 +78,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--ready-file",
         type=Path,
         default=None,
-        help="write {api_url, aws_endpoint_url, webhook_secret} here when ready",
+        help="write {api_url, aws_endpoint_url, webhook_secret, api_token, resources} here when ready",
     )
     parser.add_argument(
         "--exit-with-parent",
@@ -97,9 +100,12 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _services(api_url: str) -> str:
+def _services(api_url: str, token: str | None) -> str:
+    request = urllib.request.Request(f"{api_url}/v1/services")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(f"{api_url}/v1/services", timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             body = json.loads(response.read())
     except (OSError, ValueError) as error:
         return f"  (GET /services failed: {error})"
@@ -117,19 +123,29 @@ def _banner(stack: LocalStack) -> str:
     assert stack.provisioned is not None
     table = stack.provisioned.outputs.get("PredictionsTableName", "<table>")
     api = stack.api_url if stack.provisioned.api else "(no REST API)"
+    token = stack.api_token
+    token_lines = (
+        f"""  API token      {token}   (tenant local, every scope)
+
+  export {API_TOKEN_ENV}={token}
+  curl -H "Authorization: Bearer ${API_TOKEN_ENV}" {api}/v1/services
+"""
+        if token
+        else "  API token      (none: the template has no TenantsTable/TokensTable)\n"
+    )
     return f"""
 Chorus local stack is up ({stack.startup_seconds:.1f} s)
   REST API       {api}/v1   (also without the /v1 prefix)
   AWS endpoint   {aws}   (S3, DynamoDB, SQS, SNS, SES, SSM, Step Functions, Lambda, SageMaker runtime)
   webhook secret {stack.webhook_secret}
-
+{token_lines}
   aws --endpoint-url {aws} s3 ls
   aws --endpoint-url {aws} dynamodb scan --table-name {table}
   python -c "import boto3; print(boto3.client('s3', endpoint_url='{aws}', region_name='us-east-1',
              aws_access_key_id='testing', aws_secret_access_key='testing').list_buckets())"
 
 Services:
-{_services(stack.api_url) if stack.provisioned.api else "  (no REST API)"}
+{_services(stack.api_url, token) if stack.provisioned.api else "  (no REST API)"}
 
 Ctrl-C stops everything.
 """
@@ -168,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         except TemplateError as error:
             print(f"template.yaml cannot run locally: {error}", file=sys.stderr, flush=True)
             return 2
+        except ApiTokenError as error:
+            print(str(error), file=sys.stderr, flush=True)
+            return 2
         except OSError as error:
             if error.errno != errno.EADDRINUSE:
                 raise
@@ -179,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 "api_url": stack.api_url if stack.provisioned and stack.provisioned.api else None,
                 "aws_endpoint_url": stack.aws_endpoint_url,
                 "webhook_secret": stack.webhook_secret,
+                "api_token": stack.api_token,
+                "resources": stack.physical_resources(),
             }
             temporary = args.ready_file.with_suffix(".tmp")
             temporary.write_text(json.dumps(ready))

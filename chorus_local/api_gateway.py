@@ -10,6 +10,14 @@ answers itself:
 - Lambda error or malformed proxy response → 502 {"message": "Internal server error"};
 - integration longer than 29 s → 504 {"message": "Endpoint request timed out"}.
 Paths are served both with and without the stage prefix (`/v1/predictions` and `/predictions`).
+
+Lambda authorizers (the OpenAPI body's `x-amazon-apigateway-authorizer` security schemes, as SAM
+writes them from `Auth`) run as in API Gateway: a missing identity source is a 401 without
+invoking the authorizer; the authorizer gets the REQUEST (or TOKEN) event through the local Lambda
+runtime; its `Unauthorized` error is a 401, any other error or a malformed result a 500
+(AUTHORIZER_FAILURE); its policy is cached per identity-source value for the authorizer's TTL and
+evaluated against each request's method ARN (explicit Deny wins, no Allow is a 403 ACCESS_DENIED);
+`principalId` and the context reach the function as `requestContext.authorizer`.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import fnmatch
 import hashlib
 import json
 import logging
+import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -38,6 +48,7 @@ from chorus_local.lambda_runtime import InvocationResult, LambdaRuntime
 log = logging.getLogger("chorus_local.api")
 
 INTEGRATION_TIMEOUT_SECONDS = 29.0
+AUTHORIZER_TIMEOUT_SECONDS = 29.0  # the authorizer counts against the same request budget
 PAYLOAD_LIMIT = 10 * 1024 * 1024  # API Gateway's request payload limit
 
 
@@ -51,11 +62,24 @@ class GatewayResponse:
 
 
 @dataclass(frozen=True)
+class Authorizer:
+    """A Lambda authorizer of the API (`x-amazon-apigateway-authorizer`, type request or token)."""
+
+    name: str
+    function: str
+    type: str  # "REQUEST" or "TOKEN"
+    identity_sources: tuple[tuple[str, str], ...]  # ("header", "Authorization"), ("querystring", "key")
+    ttl_seconds: int = 300  # API Gateway's default; SAM writes ReauthorizeEvery here
+    validation_expression: str | None = None  # TOKEN authorizers: a token not matching is a 401
+
+
+@dataclass(frozen=True)
 class ApiRoute:
     path: str  # resource path template, e.g. /predictions/{id}
     method: str  # GET, POST, ... or ANY
     function: str  # the Lambda proxy integration's function ("" for a mock integration)
     mock: GatewayResponse | None = None  # a mock integration's static response
+    authorizer: Authorizer | None = None
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -69,13 +93,24 @@ class CorsConfig:
     allow_origin: str
 
 
-# API Gateway's own errors: status → (gateway response type, message, x-amzn-ErrorType).
-_ERRORS = {
-    403: ("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token", "MissingAuthenticationTokenException"),
-    413: ("REQUEST_TOO_LARGE", "Request Too Long", "RequestEntityTooLargeException"),
-    502: ("DEFAULT_5XX", "Internal server error", "InternalServerErrorException"),
-    504: ("INTEGRATION_TIMEOUT", "Endpoint request timed out", "InternalServerErrorException"),
+# API Gateway's own errors: gateway response type → (status, message, x-amzn-ErrorType).
+_ERRORS: dict[str, tuple[int, str | None, str]] = {
+    "MISSING_AUTHENTICATION_TOKEN": (403, "Missing Authentication Token", "MissingAuthenticationTokenException"),
+    "REQUEST_TOO_LARGE": (413, "Request Too Long", "RequestEntityTooLargeException"),
+    "DEFAULT_5XX": (502, "Internal server error", "InternalServerErrorException"),
+    "INTEGRATION_TIMEOUT": (504, "Endpoint request timed out", "InternalServerErrorException"),
+    "UNAUTHORIZED": (401, "Unauthorized", "UnauthorizedException"),
+    "ACCESS_DENIED": (403, "User is not authorized to access this resource", "AccessDeniedException"),
+    "AUTHORIZER_FAILURE": (500, None, "AuthorizerConfigurationException"),
 }
+# The status codes callers name (the first error of that status).
+_BY_STATUS = {
+    403: "MISSING_AUTHENTICATION_TOKEN",
+    413: "REQUEST_TOO_LARGE",
+    502: "DEFAULT_5XX",
+    504: "INTEGRATION_TIMEOUT",
+}
+EXPLICIT_DENY = "User is not authorized to access this resource with an explicit deny"
 
 
 @dataclass(frozen=True)
@@ -87,6 +122,7 @@ class ApiConfig:
     api_id: str = "localapi01"
     stage_variables: dict[str, str] = field(default_factory=dict)
     gateway_responses: dict[str, GatewayResponse] = field(default_factory=dict)
+    region: str = "us-east-1"
 
 
 def _match(route: ApiRoute, segments: Sequence[str]) -> dict[str, str] | None:
@@ -127,13 +163,19 @@ class RestApi:
         # Deterministic order: most specific route first; on one resource, its own method before ANY.
         self._routes = sorted(config.routes, key=lambda r: (_specificity(r), r.method != "ANY"), reverse=True)
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="api-integration")
+        # (authorizer, identity-source values) → (expires at, monotonic clock; the authorizer's result)
+        self._auth_cache: dict[tuple[str, tuple[str, ...]], tuple[float, AuthorizerResult]] = {}
+        self._auth_lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def error(self, status: int, request_id: str) -> Response:
-        """An answer API Gateway gives itself, through the Api's GatewayResponses if any."""
-        response_type, message, error_type = _ERRORS[status]
+    def error(self, kind: int | str, request_id: str, message: str | None = None) -> Response:
+        """An answer API Gateway gives itself (by status or gateway response type), through the
+        Api's GatewayResponses if any."""
+        response_type = _BY_STATUS[kind] if isinstance(kind, int) else kind
+        status, default_message, error_type = _ERRORS[response_type]
+        message = message or default_message
         family = "DEFAULT_4XX" if status < 500 else "DEFAULT_5XX"
         custom = self.config.gateway_responses.get(response_type) or self.config.gateway_responses.get(family)
         body = json.dumps({"message": message})
@@ -147,7 +189,7 @@ class RestApi:
                 # VTL ($context.error.messageString is the message as a JSON string literal).
                 body = (
                     template.replace("$context.error.messageString", json.dumps(message))
-                    .replace("$context.error.message", message)
+                    .replace("$context.error.message", message or "")
                     .replace("$context.error.responseType", response_type)
                     .replace("$context.requestId", request_id)
                 )
@@ -202,6 +244,11 @@ class RestApi:
             return self.error(413, request_id)
         route, params = found
         event = self.proxy_event(request, route, path, params, body, request_id)
+        if route.authorizer is not None:
+            outcome = self._authorize(request, route.authorizer, event, request_id)
+            if isinstance(outcome, Response):
+                return outcome
+            event["requestContext"]["authorizer"] = outcome
         future = self._pool.submit(self._runtime.invoke, route.function, json.dumps(event).encode())
         try:
             result = future.result(timeout=INTEGRATION_TIMEOUT_SECONDS)
@@ -212,6 +259,94 @@ class RestApi:
         if self.config.cors is not None:
             response.headers.setdefault("Access-Control-Allow-Origin", self.config.cors.allow_origin)
         return response
+
+    # -- Lambda authorizers ---------------------------------------------------------------------
+
+    def method_arn(self, method: str, path: str) -> str:
+        """`arn:aws:execute-api:<region>:<account>:<apiId>/<stage>/<METHOD>/<path>` of a request."""
+        return (
+            f"arn:aws:execute-api:{self.config.region}:{LOCAL_ACCOUNT_ID}:"
+            f"{self.config.api_id}/{self.config.stage}/{method}{path}"
+        )
+
+    @staticmethod
+    def identity(request: Request, authorizer: Authorizer) -> tuple[str, ...] | None:
+        """The identity-source values, or None when one is missing or empty (API Gateway's 401)."""
+        values = []
+        for kind, name in authorizer.identity_sources:
+            value = request.headers.get(name) if kind == "header" else request.args.get(name)
+            if not value:
+                return None
+            values.append(value)
+        if authorizer.validation_expression is not None and not re.fullmatch(
+            authorizer.validation_expression, values[0]
+        ):
+            return None
+        return tuple(values)
+
+    def authorizer_event(
+        self, authorizer: Authorizer, proxy: dict[str, Any], identity: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """API Gateway's authorizer event: TOKEN, or REQUEST (the request without its body)."""
+        method_arn = self.method_arn(proxy["httpMethod"], proxy["path"])
+        if authorizer.type == "TOKEN":
+            return {"type": "TOKEN", "authorizationToken": identity[0], "methodArn": method_arn}
+        keys = (
+            "resource",
+            "path",
+            "httpMethod",
+            "headers",
+            "multiValueHeaders",
+            "queryStringParameters",
+            "multiValueQueryStringParameters",
+            "pathParameters",
+            "stageVariables",
+            "requestContext",
+        )
+        return {"type": "REQUEST", "methodArn": method_arn, **{k: proxy[k] for k in keys}}
+
+    def _authorize(
+        self, request: Request, authorizer: Authorizer, proxy: dict[str, Any], request_id: str
+    ) -> Response | dict[str, Any]:
+        """The proxy event's `requestContext.authorizer`, or API Gateway's refusal."""
+        identity = self.identity(request, authorizer)
+        if identity is None:
+            return self.error("UNAUTHORIZED", request_id)
+        key = (authorizer.name, identity)
+        now = time.monotonic()
+        with self._auth_lock:
+            cached = self._auth_cache.get(key)
+        if cached is not None and cached[0] > now:
+            result, latency = cached[1], 0
+        else:
+            event = self.authorizer_event(authorizer, proxy, identity)
+            future = self._pool.submit(self._runtime.invoke, authorizer.function, json.dumps(event).encode())
+            try:
+                invocation = future.result(timeout=AUTHORIZER_TIMEOUT_SECONDS)
+            except FutureTimeout:
+                log.warning("authorizer %s timed out", authorizer.name)
+                return self.error("AUTHORIZER_FAILURE", request_id)
+            latency = int((time.monotonic() - now) * 1000)
+            if invocation.function_error:
+                if _error_message(invocation) == "Unauthorized":
+                    return self.error("UNAUTHORIZED", request_id)
+                log.warning("authorizer %s failed: %.300s", authorizer.name, invocation.payload)
+                return self.error("AUTHORIZER_FAILURE", request_id)
+            try:
+                result = AuthorizerResult.parse(invocation.json())
+            except ValueError as problem:
+                log.warning("authorizer %s returned an invalid result: %s", authorizer.name, problem)
+                return self.error("AUTHORIZER_FAILURE", request_id)
+            if authorizer.ttl_seconds > 0:
+                with self._auth_lock:
+                    self._auth_cache = {k: v for k, v in self._auth_cache.items() if v[0] > now}
+                    self._auth_cache[key] = (now + authorizer.ttl_seconds, result)
+        decision = evaluate_policy(result.policy, self.method_arn(proxy["httpMethod"], proxy["path"]))
+        if decision == "Deny":
+            return self.error("ACCESS_DENIED", request_id, EXPLICIT_DENY)
+        if decision != "Allow":
+            return self.error("ACCESS_DENIED", request_id)
+        return {"principalId": result.principal_id, **result.context, "integrationLatency": latency}
 
     def _is_binary(self, content_type: str | None) -> bool:
         if not content_type:
@@ -343,3 +478,68 @@ def _is_utf8(body: bytes) -> bool:
 
 def _as_list(values: Any) -> Iterable[Any]:
     return values if isinstance(values, list) else [values]
+
+
+def _error_message(invocation: InvocationResult) -> str | None:
+    try:
+        payload = invocation.json()
+    except ValueError:
+        return None
+    return payload.get("errorMessage") if isinstance(payload, dict) else None
+
+
+@dataclass(frozen=True)
+class AuthorizerResult:
+    """What a Lambda authorizer returns, checked as API Gateway checks it."""
+
+    principal_id: str
+    policy: dict[str, Any]
+    context: dict[str, str]
+
+    @classmethod
+    def parse(cls, value: Any) -> AuthorizerResult:
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        principal, policy = value.get("principalId"), value.get("policyDocument")
+        if not isinstance(principal, str) or not principal:
+            raise ValueError("no principalId")
+        if not isinstance(policy, dict) or not isinstance(policy.get("Statement"), list | dict):
+            raise ValueError("no policyDocument with a Statement")
+        for statement in _as_list(policy["Statement"]):
+            if not isinstance(statement, dict) or statement.get("Effect") not in ("Allow", "Deny"):
+                raise ValueError(f"invalid statement {statement!r}")
+        context = value.get("context") or {}
+        if not isinstance(context, dict):
+            raise ValueError("context is not an object")
+        flat: dict[str, str] = {}
+        for name, item in context.items():
+            # Only strings, numbers and booleans; the proxy event carries them as strings.
+            if isinstance(item, bool):
+                flat[str(name)] = "true" if item else "false"
+            elif isinstance(item, str | int | float):
+                flat[str(name)] = str(item)
+            elif item is not None:
+                raise ValueError(f"context value {name!r} is not a string, number or boolean")
+        return cls(principal, policy, flat)
+
+
+def _wildcard(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
+    """IAM's matching: `*` any run of characters (`/` included), `?` one character."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.IGNORECASE if ignore_case else 0) is not None
+
+
+def evaluate_policy(policy: dict[str, Any], method_arn: str) -> str:
+    """ "Deny" when a statement denies the method ARN, else "Allow" when one allows it, else ""."""
+    allowed = False
+    for statement in _as_list(policy.get("Statement") or []):
+        actions = [str(a) for a in _as_list(statement.get("Action") or [])]
+        resources = [str(r) for r in _as_list(statement.get("Resource") or [])]
+        if not any(_wildcard(a, "execute-api:Invoke", ignore_case=True) for a in actions):
+            continue
+        if not any(_wildcard(r, method_arn) for r in resources):
+            continue
+        if statement.get("Effect") == "Deny":
+            return "Deny"
+        allowed = allowed or statement.get("Effect") == "Allow"
+    return "Allow" if allowed else ""

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chorus_local.api_gateway import ApiConfig, ApiRoute, CorsConfig, GatewayResponse
+from chorus_local.api_gateway import ApiConfig, ApiRoute, Authorizer, CorsConfig, GatewayResponse
 from chorus_local.event_sources import SnsSubscription, SqsMapping
 from chorus_local.gateway import LOCAL_ACCOUNT_ID, AwsEndpoint
 from chorus_local.lambda_runtime import AsyncInvokeConfig, Destination, FunctionConfig
@@ -680,6 +680,7 @@ class Provisioner:
             api_id=api_id,
             stage_variables=variables,
             gateway_responses=api.gateway_responses,
+            region=self.region,
         )
 
 
@@ -1108,19 +1109,79 @@ def _static_headers(parameters: Mapping[str, Any], prefix: str, context: str) ->
     return headers
 
 
-def _route(p: Provisioner, path: str, verb: str, operation: Mapping[str, Any], context: str) -> ApiRoute:
+_IDENTITY_SOURCE = re.compile(r"^method\.request\.(?P<kind>header|querystring)\.(?P<name>[^.,\s]+)$")
+
+
+def _authorizers(p: Provisioner, body: Mapping[str, Any], context: str) -> dict[str, Authorizer]:
+    """The Lambda authorizers among the API's security schemes (SAM's `Auth.Authorizers`)."""
+    schemes = {
+        **(body.get("securityDefinitions") or {}),
+        **((body.get("components") or {}).get("securitySchemes") or {}),
+    }
+    found: dict[str, Authorizer] = {}
+    for name, scheme in schemes.items():
+        where = f"{context} security scheme {name}"
+        spec = scheme.get("x-amazon-apigateway-authorizer")
+        if scheme.get("x-amazon-apigateway-authtype") != "custom" or not isinstance(spec, dict):
+            raise TemplateError(f"{where}: only Lambda authorizers are emulated locally (no API keys, no Cognito)")
+        _only(
+            where,
+            spec,
+            {"type", "authorizerUri", "identitySource", "authorizerResultTtlInSeconds", "identityValidationExpression"},
+        )
+        kind = str(spec.get("type", "")).upper()
+        if kind not in ("REQUEST", "TOKEN"):
+            raise TemplateError(f"{where}: authorizer type {spec.get('type')} is not emulated locally")
+        match = _LAMBDA_URI.match(str(spec.get("authorizerUri", "")))
+        if match is None:
+            raise TemplateError(f"{where}: authorizer {spec.get('authorizerUri')} is not a Lambda function")
+        sources = []
+        for source in filter(None, (s.strip() for s in str(spec.get("identitySource", "")).split(","))):
+            parsed = _IDENTITY_SOURCE.match(source)
+            if parsed is None:
+                raise TemplateError(f"{where}: identity source {source} is not emulated locally (headers, query)")
+            sources.append((parsed["kind"], parsed["name"]))
+        if not sources or (kind == "TOKEN" and sources[0][0] != "header"):
+            raise TemplateError(f"{where}: no identity source (a header, or for REQUEST a query parameter)")
+        validation = spec.get("identityValidationExpression")
+        found[name] = Authorizer(
+            name=name,
+            function=p.function(match["function"], where).name,
+            type=kind,
+            identity_sources=tuple(sources),
+            ttl_seconds=_int(spec.get("authorizerResultTtlInSeconds", 300)),
+            validation_expression=str(validation) if validation else None,
+        )
+    return found
+
+
+def _route(
+    p: Provisioner,
+    path: str,
+    verb: str,
+    operation: Mapping[str, Any],
+    context: str,
+    authorizers: Mapping[str, Authorizer],
+    default_security: list[Any] | None,
+) -> ApiRoute:
     method = "ANY" if verb == _ANY_METHOD else verb.upper()
     where = f"{context} {method} {path}"
-    security = {name for requirement in operation.get("security") or [] for name in requirement}
-    if security - {"NONE"}:
-        raise TemplateError(f"{where}: API authorizers and API keys are not emulated locally")
+    requirements = operation.get("security", default_security) or []
+    security = {name for requirement in requirements for name in requirement} - {"NONE"}
+    unknown = security - set(authorizers)
+    if unknown:
+        raise TemplateError(f"{where}: security {', '.join(sorted(unknown))} is not a Lambda authorizer of the API")
+    if len(security) > 1:
+        raise TemplateError(f"{where}: more than one authorizer ({', '.join(sorted(security))})")
+    authorizer = authorizers[security.pop()] if security else None
     integration = operation.get("x-amazon-apigateway-integration") or {}
     kind = integration.get("type")
     if kind == "aws_proxy":
         match = _LAMBDA_URI.match(str(integration.get("uri", "")))
         if match is None:
             raise TemplateError(f"{where}: integration {integration.get('uri')} is not a Lambda function")
-        return ApiRoute(path=path, method=method, function=p.function(match["function"], where).name)
+        function = p.function(match["function"], where).name
+        return ApiRoute(path=path, method=method, function=function, authorizer=authorizer)
     if kind == "mock":  # SAM's CORS preflight (OPTIONS) methods
         response = (integration.get("responses") or {}).get("default") or {}
         _only(f"{where} mock response", response, {"statusCode", "responseTemplates", "responseParameters"})
@@ -1137,16 +1198,12 @@ def _rest_api(p: Provisioner, r: _Resource) -> None:
     """The OpenAPI document SAM generates from Api events, Cors and GatewayResponses."""
     props = r.properties
     body = props.get("Body") or {}
-    schemes = set(body.get("securityDefinitions") or {}) | set(
-        (body.get("components") or {}).get("securitySchemes") or {}
-    )
-    if schemes:
-        raise TemplateError(f"{r.logical_id}: API authorizers are not emulated locally ({', '.join(sorted(schemes))})")
+    authorizers = _authorizers(p, body, r.logical_id)
     routes: list[ApiRoute] = []
     for path, operations in (body.get("paths") or {}).items():
         for verb, operation in operations.items():
             if verb in _HTTP_METHODS:
-                routes.append(_route(p, str(path), verb, operation, r.logical_id))
+                routes.append(_route(p, str(path), verb, operation, r.logical_id, authorizers, body.get("security")))
             elif verb not in ("parameters", "summary", "description"):
                 raise TemplateError(f"{r.logical_id} {path}: {verb} is not supported locally")
     origins = {
@@ -1468,3 +1525,4 @@ _AWS_SIDE_ONLY: dict[str, str] = {
     "AWS::ApiGateway::Account": "account-level API Gateway logging role",
     "AWS::CloudFormation::WaitConditionHandle": "a CloudFormation-only dependency handle",
 }
+AWS_SIDE_ONLY_TYPES = frozenset(_AWS_SIDE_ONLY)  # named, never created, by the local stack

@@ -3,7 +3,8 @@
 Start-up order (each step needs the previous one):
 1. moto + the AWS gateway on 127.0.0.1:<aws_port> (MOTO_PORT set, Step Functions execution on);
 2. provisioning from template.yaml (parameters: template defaults < local defaults < overrides),
-   plus the webhook secret in SSM;
+   plus the webhook secret in SSM, and tenant `local` with an all-scopes API token
+   (CHORUS_API_TOKEN or a new one; chorus_local/tenancy.py) when the template has the tenancy tables;
 3. the SageMaker runtime, after the demo models are trained (cached after the first run);
 4. the Lambda runtime (worker pools, warmed in the background);
 5. event sources: SQS pollers and SNS subscriptions;
@@ -24,10 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from chorus_local.api_gateway import RestApi
-from chorus_local.cloudformation import ProvisionedStack, Provisioner, TemplateError
+from chorus_local.cloudformation import AWS_SIDE_ONLY_TYPES, ProvisionedStack, Provisioner, TemplateError
 from chorus_local.event_sources import SnsDeliveries, SqsPoller
 from chorus_local.gateway import AwsEndpoint, AwsGateway, WsgiServer, gateway_server
 from chorus_local.lambda_runtime import DEFAULT_RETRY_DELAYS, LambdaRuntime, LogSink
+from chorus_local.tenancy import API_TOKEN_ENV, TENANTS_TABLE, TOKENS_TABLE, create_local_token
 
 if TYPE_CHECKING:
     from chorus_local.sagemaker import EndpointConfig, SageMakerRuntime
@@ -83,6 +85,7 @@ class LocalStack:
         workers_per_function: int = 2,
         async_retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         webhook_secret: str | None = None,
+        api_token: str | None = None,
         log_stream: TextIO | None = None,
         warm_workers: bool = True,
         sagemaker: bool = True,
@@ -98,6 +101,9 @@ class LocalStack:
         self._workers = workers_per_function
         self._retry_delays = tuple(async_retry_delays)
         self.webhook_secret = webhook_secret or os.environ.get(WEBHOOK_SECRET_ENV) or new_webhook_secret()
+        # The local tenant's token: given, from CHORUS_API_TOKEN, or new (set once provisioned).
+        self._requested_token = api_token if api_token is not None else os.environ.get(API_TOKEN_ENV, "")
+        self.api_token: str | None = None
         self._sink = LogSink(log_stream)
         self._warm = warm_workers
         self._with_sagemaker = sagemaker
@@ -125,6 +131,16 @@ class LocalStack:
         assert self._api_server is not None, "start() first"
         return f"http://127.0.0.1:{self._api_server.port}"
 
+    def physical_resources(self) -> dict[str, str]:
+        """Logical id → physical name (its Ref: a table's name, a queue's URL, a topic's ARN...)
+        of every resource the stack created (not the AWS-side-only ones it only names)."""
+        assert self.provisioned is not None, "start() first"
+        return {
+            logical_id: str(self.provisioned.refs[logical_id])
+            for logical_id, resource_type in sorted(self.provisioned.resources.items())
+            if resource_type not in AWS_SIDE_ONLY_TYPES and logical_id in self.provisioned.refs
+        }
+
     def parameters(self) -> dict[str, str]:
         """Template defaults < local defaults (for declared parameters) < overrides."""
         from chorus_local.cloudformation import load_template
@@ -140,6 +156,7 @@ class LocalStack:
         try:
             self._start_aws()
             self._provision()
+            self._create_api_token()
             self._start_sagemaker()
             self._start_functions()
             self._start_event_sources()
@@ -200,6 +217,22 @@ class LocalStack:
             self.template_path.name,
             ", ".join(f"{k}={v}" for k, v in sorted(parameters.items())),
         )
+
+    def _create_api_token(self) -> None:
+        assert self.provisioned is not None and self.endpoint is not None
+        refs = self.provisioned.refs
+        if TENANTS_TABLE not in refs or TOKENS_TABLE not in refs:
+            log.info("the template has no %s and %s: no API token", TENANTS_TABLE, TOKENS_TABLE)
+            return
+        self.api_token = create_local_token(
+            self.repo_root,
+            self.endpoint.url,
+            self.endpoint.region,
+            str(refs[TENANTS_TABLE]),
+            str(refs[TOKENS_TABLE]),
+            self._requested_token,
+        )
+        log.info("tenant local has an API token with every scope (id %s)", self.api_token.split("_")[1])
 
     def _start_sagemaker(self) -> None:
         if not self._with_sagemaker:

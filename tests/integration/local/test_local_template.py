@@ -324,12 +324,25 @@ def test_product_template_resources_exist_as_declared(product, aws):
     (rule,) = queue_config["Filter"]["Key"]["FilterRules"]
     assert (rule["Name"].lower(), rule["Value"]) == ("prefix", "inputs/")
     assert aws("s3").get_bucket_cors(Bucket=bucket)["CORSRules"][0]["AllowedOrigins"] == ["*"]
-    # Tables: keys, the by-parent index and TTL
+    # Tables: keys, the by-parent and by-tenant indexes and TTL
     table = aws("dynamodb").describe_table(TableName=product.ref("PredictionsTable"))["Table"]
     assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
-    (index,) = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "by-parent"
-    assert [k["AttributeName"] for k in index["KeySchema"]] == ["parentId", "stepName"]
+    indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
+    assert [k["AttributeName"] for k in indexes["by-parent"]["KeySchema"]] == ["parentId", "stepName"]
+    assert [k["AttributeName"] for k in indexes["by-tenant"]["KeySchema"]] == ["tenant", "createdAt"]
+    assert indexes["by-tenant"]["Projection"] == {"ProjectionType": "ALL"}
+    tokens = aws("dynamodb").describe_table(TableName=product.ref("TokensTable"))["Table"]
+    assert tokens["KeySchema"] == [{"AttributeName": "tokenId", "KeyType": "HASH"}]
+    # The REST API: every route behind the template's token authorizer, cached for 60 s
+    assert product.api is not None
+    authorizers = {route.authorizer for route in product.api.routes}
+    (authorizer,) = authorizers
+    assert authorizer is not None and authorizer.function == "chorus-resolve-authorizer"
+    assert (authorizer.type, authorizer.identity_sources, authorizer.ttl_seconds) == (
+        "REQUEST",
+        (("header", "Authorization"),),
+        60,
+    )
     ttl = aws("dynamodb").describe_time_to_live(TableName=product.ref("PredictionsTable"))
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "ttl"
     # State machines: every ${...} substituted, the step function's ARN inside

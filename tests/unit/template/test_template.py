@@ -104,6 +104,7 @@ FUNCTION_SETTINGS = {
         "WebhookSettings",
         "EmailSettings",
     },
+    "AuthorizerFunction": {"TenancySettings"},  # finds and touches tokens
 }
 
 # The variables each function is given: the required fields of its settings, and the optional
@@ -152,6 +153,8 @@ FUNCTION_ENVIRONMENT = {
         "WEBHOOK_RETRY_SCHEDULE",
         "SENDER_EMAIL",
     },
+    # TENANTS_TABLE is required by TenancySettings, though the authorizer only reads tokens.
+    "AuthorizerFunction": {"TENANTS_TABLE", "TOKENS_TABLE"},
 }
 
 # The one value each variable has, whichever function it is given to (PAYLOADS_BUCKET: the bucket's name).
@@ -173,12 +176,15 @@ ENVIRONMENT_VALUES: dict[str, Any] = {
     "WEBHOOK_ATTEMPT_SECONDS": {"Ref": "WebhookAttemptSeconds"},
     "WEBHOOK_RETRY_SCHEDULE": {"Ref": "WebhookRetrySchedule"},
     "SENDER_EMAIL": {"Ref": "SenderEmail"},
+    "TENANTS_TABLE": {"Ref": "TenantsTable"},
+    "TOKENS_TABLE": {"Ref": "TokensTable"},
 }
 
 # What each AWS-calling definition of the code needs: (action, target) as iam_policies.targets names them.
 AWS_CALLS: dict[str, set[tuple[str, str]]] = {
     "chorus.adapters.predictions.find": {("dynamodb:GetItem", "PredictionsTable")},
     "chorus.adapters.predictions.children": {("dynamodb:Query", "PredictionsTable")},  # index by-parent
+    "chorus.adapters.predictions.list_for_tenant": {("dynamodb:Query", "PredictionsTable")},  # by-tenant, by-parent
     "chorus.adapters.predictions.create": {("dynamodb:PutItem", "PredictionsTable")},
     "chorus.adapters.predictions._update": {("dynamodb:UpdateItem", "PredictionsTable")},
     # A presigned request acts with its signer's permissions.
@@ -198,6 +204,15 @@ AWS_CALLS: dict[str, set[tuple[str, str]]] = {
     "chorus.adapters.endpoints.invoke_async": {("sagemaker:InvokeEndpointAsync", "sagemaker:endpoint")},
     "chorus.adapters.notifier._ssm": {("ssm:GetParameter", "WebhookSecretParameter")},
     "chorus.adapters.notifier.send_email": {("ses:SendEmail", "ses:identity")},
+    # Tenants and tokens: the authorizer finds and touches tokens; the rest is `chorus admin`'s.
+    "chorus.adapters.tenants.create_tenant": {("dynamodb:PutItem", "TenantsTable")},
+    "chorus.adapters.tenants.find_tenant": {("dynamodb:GetItem", "TenantsTable")},
+    "chorus.adapters.tenants.list_tenants": {("dynamodb:Scan", "TenantsTable")},
+    "chorus.adapters.tenants.create_token": {("dynamodb:PutItem", "TokensTable")},
+    "chorus.adapters.tenants.find_token": {("dynamodb:GetItem", "TokensTable")},
+    "chorus.adapters.tenants.list_tokens": {("dynamodb:Scan", "TokensTable")},
+    "chorus.adapters.tenants.revoke_token": {("dynamodb:UpdateItem", "TokensTable")},
+    "chorus.adapters.tenants.touch_token": {("dynamodb:UpdateItem", "TokensTable")},
     # Powertools idempotency: get, put (conditional), update and delete of its own records.
     "functions.new_prediction.app._submit_once": {
         (f"dynamodb:{verb}", "IdempotencyTable") for verb in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")
@@ -716,8 +731,8 @@ def alarms_on(template: dict[str, Any], namespace: str, metric: str, dimension: 
     return [
         name
         for name, alarm in alarms(template).items()
-        if alarm["Namespace"] == namespace
-        and alarm["MetricName"] == metric
+        if alarm.get("Namespace") == namespace
+        and alarm.get("MetricName") == metric
         and alarm.get("Dimensions") == [{"Name": dimension, "Value": value}]
     ]
 
@@ -731,9 +746,61 @@ def fires_on_the_first(alarm: dict[str, Any]) -> bool:
     )
 
 
+# Functions whose Errors alarm is metric math: (errors) - (the expected errors the code counts).
+EXPECTED_ERRORS = {
+    # A refused token raises "Unauthorized" (API Gateway's 401 contract); Lambda counts it as an error.
+    "AuthorizerFunction": ("Chorus", "TokensRefused"),
+}
+
+
+def math_alarms_on(template: dict[str, Any], function: str) -> list[str]:
+    """Alarms on `errors - FILL(<expected>, 0)`: the function's Errors less the errors its code counts."""
+    found = []
+    for name, alarm in alarms(template).items():
+        stats = {m["Id"]: m["MetricStat"] for m in alarm.get("Metrics", []) if "MetricStat" in m}
+        returned = [m for m in alarm.get("Metrics", []) if m.get("ReturnData", True)]
+        if "errors" not in stats or len(stats) != 2 or len(returned) != 1:
+            continue
+        ((expected_id, expected),) = ((i, m) for i, m in stats.items() if i != "errors")
+        errors = stats["errors"]
+        if (
+            errors["Metric"]
+            == {
+                "Namespace": "AWS/Lambda",
+                "MetricName": "Errors",
+                "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": function}}],
+            }
+            and (expected["Metric"]["Namespace"], expected["Metric"]["MetricName"]) == EXPECTED_ERRORS[function]
+            and errors["Stat"] == expected["Stat"] == "Sum"
+            and errors["Period"] == expected["Period"]
+            and returned[0].get("Expression") == f"errors - FILL({expected_id}, 0)"
+        ):
+            found.append(name)
+    return found
+
+
+def test_expected_errors_are_counted_by_the_code_with_the_service_dimension(template: dict[str, Any]) -> None:
+    namespace = template["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    service = template["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    for function, (metric_namespace, metric) in EXPECTED_ERRORS.items():
+        assert metric_namespace == namespace, function
+        # the code adds the metric (Powertools flushes it even when the handler raises)
+        code = "\n".join(p.read_text() for p in (ROOT / "layers" / "chorus" / "chorus").rglob("*.py"))
+        assert f'add_metric(name="{metric}"' in code, metric
+        (alarm,) = math_alarms_on(template, function)
+        stats = [m["MetricStat"]["Metric"] for m in alarms(template)[alarm]["Metrics"] if "MetricStat" in m]
+        dimensions = [m["Dimensions"] for m in stats if m["MetricName"] == metric]
+        assert dimensions == [[{"Name": "service", "Value": service}]], alarm
+
+
 @pytest.mark.parametrize("metric", ["Errors", "Throttles"])
 def test_every_function_has_an_errors_and_a_throttles_alarm(template: dict[str, Any], metric: str) -> None:
     for name in functions(template):
+        if metric == "Errors" and name in EXPECTED_ERRORS:
+            (found_math,) = math_alarms_on(template, name)
+            assert fires_on_the_first(alarms(template)[found_math]), found_math
+            assert alarms_on(template, "AWS/Lambda", metric, "FunctionName", {"Ref": name}) == []
+            continue
         found = alarms_on(template, "AWS/Lambda", metric, "FunctionName", {"Ref": name})
         assert len(found) == 1, f"{name}: {metric} alarms {found}"
         alarm = alarms(template)[found[0]]
@@ -919,6 +986,39 @@ def test_bucket_name_matches_the_name_functions_and_policies_use(
     assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
 
 
+# --- the REST API -------------------------------------------------------------------------------
+
+
+def test_every_api_event_is_on_the_api_whose_default_authorizer_is_the_token_authorizer(
+    template: dict[str, Any],
+) -> None:
+    auth = template["Resources"]["ChorusApi"]["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "TokenAuthorizer"
+    authorizer = auth["Authorizers"]["TokenAuthorizer"]
+    assert authorizer == {
+        "FunctionPayloadType": "REQUEST",
+        "FunctionArn": {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]},
+        "Identity": {"Headers": ["Authorization"], "ReauthorizeEvery": 60},
+    }
+    events = [
+        (name, event["Properties"])
+        for name, function in functions(template).items()
+        for event in function["Properties"].get("Events", {}).values()
+        if event["Type"] == "Api"
+    ]
+    assert events
+    for name, properties in events:
+        where = f"{name} {properties['Method']} {properties['Path']}"
+        assert properties["RestApiId"] == {"Ref": "ChorusApi"}, where
+        assert "Auth" not in properties, f"{where}: no route opts out of (or changes) the authorizer"
+    assert "Events" not in template["Resources"]["AuthorizerFunction"]["Properties"]
+
+
+def test_the_authorizer_answers_well_within_api_gateway_limits(template: dict[str, Any]) -> None:
+    # API Gateway waits for an authorizer as part of the request's 29 s
+    assert int(template["Resources"]["AuthorizerFunction"]["Properties"]["Timeout"]) <= 10
+
+
 # --- tables -------------------------------------------------------------------------------------
 
 
@@ -930,13 +1030,29 @@ def test_predictions_table_is_on_demand_with_pitr_ttl_and_by_parent_index(templa
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
     assert properties["SSESpecification"] == {"SSEEnabled": True}
     assert properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
-    (index,) = properties["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "by-parent"
-    assert index["KeySchema"] == [
+    indexes = {index["IndexName"]: index for index in properties["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"by-parent", "by-tenant"}
+    assert indexes["by-parent"]["KeySchema"] == [
         {"AttributeName": "parentId", "KeyType": "HASH"},
         {"AttributeName": "stepName", "KeyType": "RANGE"},
     ]
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+
+
+def test_predictions_table_lists_a_tenant_predictions_by_creation_time(template: dict[str, Any]) -> None:
+    # GET /predictions: one tenant's predictions, in order of createdAt (ISO 8601 strings sort by time)
+    properties = template["Resources"]["PredictionsTable"]["Properties"]
+    (index,) = [i for i in properties["GlobalSecondaryIndexes"] if i["IndexName"] == "by-tenant"]
+    assert index == {
+        "IndexName": "by-tenant",
+        "KeySchema": [
+            {"AttributeName": "tenant", "KeyType": "HASH"},
+            {"AttributeName": "createdAt", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+    types = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
+    assert types["tenant"] == types["createdAt"] == "S"
 
 
 def test_idempotency_table_expires_records_on_the_powertools_attribute(template: dict[str, Any]) -> None:

@@ -9,6 +9,8 @@ the generated resources are held to the same rules as hand-written ones.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
@@ -189,3 +191,84 @@ def test_sam_creates_no_queue(queue_id: str) -> None:
     assert queue_id not in sam_created_queues(), (
         f"SAM created the queue {queue_id}: declare the queue in the template and point the setting at it"
     )
+
+
+# --- the REST API's authorizer ------------------------------------------------------------------
+
+ERROR_SHAPE = '{"error": {"code": "%s", "message": $context.error.messageString}}'
+
+
+def api_body() -> dict[str, Any]:
+    return dict(transformed()["Resources"]["ChorusApi"]["Properties"]["Body"])
+
+
+def test_every_route_is_authorized_by_the_token_authorizer() -> None:
+    body = api_body()
+    operations = [
+        (verb, path, operation)
+        for path, methods in body["paths"].items()
+        for verb, operation in methods.items()
+        if verb != "options"  # no CORS preflight today; one would need no token
+    ]
+    assert operations
+    for verb, path, operation in operations:
+        assert operation.get("security") == [{"TokenAuthorizer": []}], f"{verb.upper()} {path}"
+    assert ("get", "/services") in {(verb, path) for verb, path, _ in operations}
+    assert "security" not in body  # no API-wide default that a method could silently fall back from
+
+
+def test_the_token_authorizer_is_the_authorizer_function_with_a_request_payload_cached_for_a_minute() -> None:
+    (name, scheme), *others = api_body()["components"]["securitySchemes"].items()
+    assert (name, others) == ("TokenAuthorizer", [])
+    assert scheme["x-amazon-apigateway-authtype"] == "custom"
+    authorizer = scheme["x-amazon-apigateway-authorizer"]
+    assert authorizer["type"] == "request"
+    assert authorizer["identitySource"] == "method.request.header.Authorization"
+    assert authorizer["authorizerResultTtlInSeconds"] == 60  # a revoked token works at most this long
+    assert authorizer["authorizerUri"]["Fn::Sub"][1] == {
+        "__FunctionArn__": {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+    }
+    # API Gateway may invoke it for this API only
+    (permission,) = [
+        r["Properties"]
+        for r in resources_of("AWS::Lambda::Permission").values()
+        if r["Properties"]["FunctionName"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+    ]
+    assert permission["Principal"] == "apigateway.amazonaws.com"
+    assert permission["SourceArn"]["Fn::Sub"][1] == {"__ApiId__": {"Ref": "ChorusApi"}}
+
+
+def test_refusals_are_401_and_403_in_the_api_error_shape() -> None:
+    responses = api_body()["x-amazon-apigateway-gateway-responses"]
+    unauthorized, denied = responses["UNAUTHORIZED"], responses["ACCESS_DENIED"]
+    assert unauthorized["statusCode"] == "401"
+    assert unauthorized["responseTemplates"] == {"application/json": ERROR_SHAPE % "unauthorized"}
+    assert unauthorized["responseParameters"] == {"gatewayresponse.header.WWW-Authenticate": "'Bearer'"}
+    assert denied["statusCode"] == "403"
+    assert denied["responseTemplates"] == {"application/json": ERROR_SHAPE % "forbidden"}
+    # An authorizer that fails (not a refusal) is a 500 in the same shape, with a message of ours
+    failure = json.loads(responses["AUTHORIZER_FAILURE"]["responseTemplates"]["application/json"])
+    assert responses["AUTHORIZER_FAILURE"]["statusCode"] == "500"
+    assert failure["error"]["code"] == "authorizer_failure" and failure["error"]["message"]
+    for family in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        assert responses[family]["responseTemplates"] == {
+            "application/json": ERROR_SHAPE % "$context.error.responseType"
+        }
+
+
+def test_the_scopes_cover_every_route_and_admin_every_method() -> None:
+    from chorus.domain.authorize import SCOPE_ROUTES
+    from chorus.model.tenancy import Scope
+
+    # Given the API's routes as policy resources (an {id} is any one segment, written *)
+    routes = {
+        f"{verb.upper()}/" + re.sub(r"\{[^}]+\}", "*", path.lstrip("/"))
+        for path, methods in api_body()["paths"].items()
+        for verb in methods
+        if verb != "options"
+    }
+    # Then create and read together allow exactly those routes, each route once
+    scoped = [route for scope in (Scope.CREATE, Scope.READ) for route in SCOPE_ROUTES[scope]]
+    assert sorted(scoped) == sorted(routes)
+    assert SCOPE_ROUTES[Scope.ADMIN] == ("*/*",)
+    assert set(SCOPE_ROUTES) == set(Scope)
