@@ -42,7 +42,8 @@ def build() -> str:
         if not merged:
             merged = document
             continue
-        merged["paths"].update(document["paths"])
+        for path, operations in document["paths"].items():  # both functions serve /predictions
+            merged["paths"].setdefault(path, {}).update(operations)
         merged.setdefault("components", {}).setdefault("schemas", {}).update(
             document.get("components", {}).get("schemas", {})
         )

@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chorus.api.identity import authorize
 from chorus.api.models import PredictionId, PredictionRequest
 from chorus.api.resolver import create_resolver, json_response
 from chorus.api.views import represent
@@ -28,6 +29,7 @@ from chorus.core.clients import client
 from chorus.core.errors import IdempotencyConflict
 from chorus.core.observability import logger, metrics, tracer
 from chorus.domain import cancel, deliveries, queries, submit
+from chorus.model.tenancy import Caller, Scope
 
 app = create_resolver()
 PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait(?:=([0-9]{1,6}))?(?:$|[,;\s])")
@@ -54,18 +56,25 @@ def _submit_once() -> Any:
         data_keyword_argument="submission", persistence_store=persistence, config=_idempotency_config()
     )
     def submit_once(submission: dict[str, Any]) -> dict[str, Any]:
-        return submit.submit(PredictionRequest.model_validate(submission["request"]))
+        caller = Caller.model_validate(submission["caller"])
+        return submit.submit(PredictionRequest.model_validate(submission["request"]), caller)
 
     return submit_once
 
 
 @app.post("/predictions")
 def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response[dict[str, Any]]:
+    caller = authorize(app.current_event.raw_event, Scope.CREATE)
     key = app.current_event.headers.get("Idempotency-Key")  # 1-255 characters, no control ones (edge.py)
     if key is None:
-        view = submit.submit(request)
+        view = submit.submit(request, caller)
     else:
-        submission = {"key": key, "request": request.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        # The key is the tenant's: the same key from two tenants names two predictions.
+        submission = {
+            "key": f"{caller.tenant}:{key}",
+            "request": request.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "caller": caller.model_dump(mode="json"),
+        }
         try:
             view = _submit_once()(submission=submission)
         except IdempotencyValidationError as exc:
@@ -74,20 +83,22 @@ def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response
             raise IdempotencyConflict("a request with this Idempotency-Key is still in progress; retry") from exc
     wait = _prefer_wait(app.current_event.headers.get("Prefer"))
     if wait and request.input is not None:  # an upload cannot finish while we hold the answer
-        view = queries.wait_until_finished(view["id"], wait, fallback=view)
+        view = queries.wait_until_finished(caller, view["id"], wait, fallback=view)
     finished = view["status"] in {"succeeded", "failed", "canceled", "expired"}
     return json_response(200 if finished else 202, view, {"Location": f"/predictions/{view['id']}"})
 
 
 @app.post("/predictions/<prediction_id>/cancel")
 def cancel_prediction(prediction_id: PredictionId) -> Response[dict[str, Any]]:
-    return json_response(200, represent(cancel.cancel(prediction_id)))
+    caller = authorize(app.current_event.raw_event, Scope.CREATE)
+    return json_response(200, represent(cancel.cancel(caller, prediction_id)))
 
 
 @app.post("/predictions/<prediction_id>/webhook/redeliver")
 def redeliver_webhook(prediction_id: PredictionId) -> Response[dict[str, Any]]:
-    deliveries.redeliver(prediction_id)
-    return json_response(202, queries.describe(prediction_id))
+    caller = authorize(app.current_event.raw_event, Scope.CREATE)
+    deliveries.redeliver(caller, prediction_id)
+    return json_response(202, queries.describe(caller, prediction_id))
 
 
 def _prefer_wait(header: str | None) -> int:

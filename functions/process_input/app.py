@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chorus.adapters.payloads import prediction_id_from_upload_key
+from chorus.adapters.payloads import upload_key_parts
 from chorus.core import settings
 from chorus.core.observability import logger, metrics, tracer
 from chorus.domain import clocks, dispatch
@@ -34,9 +34,10 @@ def on_message(record: UploadRecord) -> None:
             continue
         key = s3_record.s3.object.decoded_key
         if dead:
-            prediction_id = prediction_id_from_upload_key(key)
-            if prediction_id is not None:
-                dispatch.dead_lettered(prediction_id, "uploaded input")
+            parts = upload_key_parts(key)
+            if parts is not None:
+                tenant, prediction_id = parts
+                dispatch.dead_lettered(prediction_id, "uploaded input", tenant=tenant)
         else:
             dispatch.receive_upload(s3_record.s3.bucket.name, key)
 

@@ -1,28 +1,89 @@
-"""results: GET /predictions/{id} and GET /services."""
+"""results: GET /predictions, GET /predictions/{id} and GET /services."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chorus.api.models import PredictionId
+from chorus.adapters.predictions import Filters
+from chorus.api.identity import authorize
+from chorus.api.models import PREDICTION_ID_PATTERN, PredictionId
 from chorus.api.resolver import create_resolver, json_response
+from chorus.core.errors import InvalidRequest
 from chorus.core.observability import logger, metrics, tracer
 from chorus.domain import queries
+from chorus.model.records import Status
 from chorus.model.registry import get_registry
+from chorus.model.tenancy import Scope
 
 app = create_resolver()
+DEFAULT_LIMIT = 20
+
+
+@app.get("/predictions")
+def list_predictions(
+    limit: Annotated[
+        str | None, Query(pattern=r"^(?:[1-9][0-9]?|100)$", description="1 to 100 (default 20), a plain integer")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=1024, description="`nextCursor` of the previous page, as it came")
+    ] = None,
+    service: Annotated[str | None, Query(max_length=128, description="only this service's predictions")] = None,
+    status: Annotated[Status | None, Query(description="only predictions in this status")] = None,
+    created_after: Annotated[
+        str | None, Query(alias="createdAfter", max_length=64, description="ISO 8601 with an offset; inclusive")
+    ] = None,
+    created_before: Annotated[
+        str | None, Query(alias="createdBefore", max_length=64, description="ISO 8601 with an offset; exclusive")
+    ] = None,
+    parent_id: Annotated[
+        str | None,
+        Query(alias="parentId", pattern=PREDICTION_ID_PATTERN, description="the steps of this ensemble prediction"),
+    ] = None,
+) -> Response[dict[str, Any]]:
+    """The caller's tenant's predictions, newest first (top-level ones unless `parentId` asks for an
+    ensemble's steps, which come in step-name order)."""
+    caller = authorize(app.current_event.raw_event, Scope.READ)
+    filters = Filters(
+        service=service,
+        status=status,
+        created_after=_moment("createdAfter", created_after),
+        created_before=_moment("createdBefore", created_before),
+    )
+    page = queries.list_predictions(
+        caller, limit=int(limit) if limit else DEFAULT_LIMIT, cursor=cursor, filters=filters, parent_id=parent_id
+    )
+    return json_response(200, page)
+
+
+def _moment(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an ISO 8601 date and time, like 2026-11-22T03:10:07Z") from None
+    if moment.tzinfo is None:
+        raise InvalidRequest(f"{name} needs a UTC offset or Z, like 2026-11-22T03:10:07Z")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidRequest(f"{name} is out of range") from None
 
 
 @app.get("/predictions/<prediction_id>")
 def get_prediction(prediction_id: PredictionId) -> Response[dict[str, Any]]:
-    return json_response(200, queries.describe(prediction_id))
+    caller = authorize(app.current_event.raw_event, Scope.READ)
+    return json_response(200, queries.describe(caller, prediction_id))
 
 
 @app.get("/services")
 def list_services() -> Response[dict[str, Any]]:
+    authorize(app.current_event.raw_event, Scope.READ)
     services = [
         {
             "name": s.name,

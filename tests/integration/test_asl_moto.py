@@ -97,7 +97,11 @@ def _zip() -> bytes:
 
 
 @pytest.fixture
-def stack() -> Iterator[Stack]:
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    # Hermetic whatever ran before: an endpoint or profile left in the environment (a test that
+    # pointed boto3 at a local server) would send these calls past moto.
+    for variable in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
     with mock_aws(config=config):  # type: ignore[arg-type]
         role = boto3.client("iam", region_name=REGION).create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")

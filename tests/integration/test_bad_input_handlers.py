@@ -108,7 +108,7 @@ def assert_nothing_stored() -> None:
 def stored_input(prediction_id: str) -> bytes:
     return bytes(
         boto3.client("s3")
-        .get_object(Bucket=aws_resources.BUCKET, Key=payloads.upload_key(prediction_id))["Body"]
+        .get_object(Bucket=aws_resources.BUCKET, Key=payloads.upload_key(aws_resources.TENANT, prediction_id))["Body"]
         .read()
     )
 

@@ -11,7 +11,7 @@ from chorus.adapters import payloads, predictions
 from chorus.api.models import PredictionRequest
 from chorus.model.records import Status
 from tests.support import aws_resources
-from tests.support.aws_resources import load_event
+from tests.support.aws_resources import TENANT, caller, load_event
 from tests.support.handlers import FakeLambdaContext, load_handler
 
 
@@ -41,7 +41,7 @@ def upload_event(prediction_id: str) -> dict:
     event = load_event("process_input_upload.json")
     body = json.loads(event["Records"][0]["body"])
     body["Records"][0]["s3"]["bucket"]["name"] = aws_resources.BUCKET
-    body["Records"][0]["s3"]["object"]["key"] = f"inputs%2F{prediction_id}%2Finput"
+    body["Records"][0]["s3"]["object"]["key"] = f"inputs%2F{TENANT}%2F{prediction_id}%2Finput"
     event["Records"][0]["body"] = json.dumps(body)
     return event
 
@@ -192,8 +192,8 @@ def test_execution_that_ended_outside_its_failure_path_fails_the_prediction(aws)
     from chorus.domain import dispatch, submit
 
     aws_resources.create_state_machine("digits-ensemble")
-    view = submit.submit(PredictionRequest(service="digits-ensemble", input={"pixels": [0] * 64}))
-    dispatch.receive_upload(aws_resources.BUCKET, payloads.upload_key(view["id"]))
+    view = submit.submit(PredictionRequest(service="digits-ensemble", input={"pixels": [0] * 64}), caller())
+    dispatch.receive_upload(aws_resources.BUCKET, payloads.upload_key(TENANT, view["id"]))
     # When EventBridge reports its execution FAILED with an uncatchable error
     event = load_event("notifications_execution_failed.json")
     event["detail"]["name"] = view["id"]

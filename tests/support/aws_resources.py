@@ -136,3 +136,31 @@ def set_attribute(prediction_id: str, name: str, value: str) -> None:
         ExpressionAttributeNames={"#n": name},
         ExpressionAttributeValues={":v": {"S": value}},
     )
+
+
+# --- tenancy ----------------------------------------------------------------------------------------
+
+TENANT = "acme"  # the sample API events' tenant (events/*.json: requestContext.authorizer)
+OTHER_TENANT = "globex"
+
+
+def caller(tenant: str = TENANT, scopes: str = "predictions:create predictions:read") -> Any:
+    """A Caller as the authorizer would establish it."""
+    from chorus.model.tenancy import Caller, Scope
+
+    token_id = {TENANT: "a1b2c3d4e5f6", OTHER_TENANT: "0f9e8d7c6b5a"}.get(tenant, "00112233aabb")
+    return Caller(tenant=tenant, token_id=token_id, scopes=frozenset(Scope(s) for s in scopes.split()))
+
+
+def authorizer(tenant: str = TENANT, scopes: str = "predictions:create predictions:read") -> dict[str, Any]:
+    """requestContext.authorizer of an API Gateway proxy event for this caller."""
+    token_id = caller(tenant, scopes).token_id
+    return {"principalId": token_id, "tenant": tenant, "tokenId": token_id, "scopes": scopes}
+
+
+def as_tenant(
+    event: dict[str, Any], tenant: str, scopes: str = "predictions:create predictions:read"
+) -> dict[str, Any]:
+    """The proxy event sent by another tenant (or with other scopes)."""
+    event["requestContext"]["authorizer"] = authorizer(tenant, scopes)
+    return event

@@ -18,19 +18,22 @@ from chorus.domain import submit as submission
 from chorus.events.sagemaker import InferenceResult
 from chorus.model.records import Status
 from tests.support import aws_resources
+from tests.support.aws_resources import TENANT, caller
+
+ACME = caller()
 
 PIXELS = {"pixels": [0] * 20 + [16] * 24 + [0] * 20}
 
 
 def submit(**fields) -> dict:
-    return submission.submit(PredictionRequest.model_validate({"service": "digits-forest", **fields}))
+    return submission.submit(PredictionRequest.model_validate({"service": "digits-forest", **fields}), ACME)
 
 
 def upload(prediction_id: str, body: bytes, content_type: str) -> None:
     boto3.client("s3").put_object(
-        Bucket=aws_resources.BUCKET, Key=payloads.upload_key(prediction_id), Body=body, ContentType=content_type
+        Bucket=aws_resources.BUCKET, Key=payloads.upload_key(TENANT, prediction_id), Body=body, ContentType=content_type
     )
-    dispatch.receive_upload(aws_resources.BUCKET, payloads.upload_key(prediction_id))
+    dispatch.receive_upload(aws_resources.BUCKET, payloads.upload_key(TENANT, prediction_id))
 
 
 def completed(prediction_id: str) -> InferenceResult:
@@ -58,13 +61,13 @@ def test_submit_without_input_answers_with_a_size_limited_presigned_post(aws):
     conditions = policy["conditions"]
     assert ["content-length-range", 1, 1024**3] in conditions
     assert {"Content-Type": "image/png"} in conditions
-    assert {"key": f"inputs/{view['id']}/input"} in conditions
-    assert view["upload"]["fields"]["key"] == f"inputs/{view['id']}/input"
+    assert {"key": f"inputs/{TENANT}/{view['id']}/input"} in conditions
+    assert view["upload"]["fields"]["key"] == f"inputs/{TENANT}/{view['id']}/input"
 
 
 def test_unknown_service_is_refused_with_the_known_names(aws):
     with pytest.raises(UnknownService, match="digits-svm"):
-        submission.submit(PredictionRequest(service="no-such-model"))
+        submission.submit(PredictionRequest(service="no-such-model"), ACME)
 
 
 def test_content_type_the_service_does_not_accept_is_refused(aws):
@@ -98,7 +101,7 @@ def test_upload_queues_the_object_on_the_async_endpoint_and_runs(aws):
     # Then the prediction is running with the uploaded object as its input (no copy)
     record = predictions.get(view["id"])
     assert record.status is Status.RUNNING
-    assert record.input is not None and record.input.key == f"inputs/{view['id']}/input"
+    assert record.input is not None and record.input.key == f"inputs/{TENANT}/{view['id']}/input"
     assert record.queued_at is not None and record.started_at is not None
 
 
@@ -107,13 +110,13 @@ def test_duplicate_upload_event_dispatches_once(aws):
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
     first = predictions.get(view["id"])
     # When S3 delivers the same event again
-    dispatch.receive_upload(aws_resources.BUCKET, payloads.upload_key(view["id"]))
+    dispatch.receive_upload(aws_resources.BUCKET, payloads.upload_key(TENANT, view["id"]))
     # Then nothing changes
     assert predictions.get(view["id"]) == first
 
 
 def test_oversized_upload_fails_the_prediction(aws, monkeypatch):
-    view = submission.submit(PredictionRequest(service="digits-stacker", contentType="application/json"))
+    view = submission.submit(PredictionRequest(service="digits-stacker", contentType="application/json"), ACME)
     upload(view["id"], b"{" + b" " * 70_000 + b"}", "application/json")
     record = predictions.get(view["id"])
     assert record.status is Status.FAILED
@@ -134,7 +137,7 @@ def test_success_notification_makes_the_output_downloadable(aws):
     # When SageMaker reports success
     results.record_result(completed(view["id"]))
     # Then the prediction succeeded and its presigned URL serves the output
-    described = queries.describe(view["id"])
+    described = queries.describe(ACME, view["id"])
     assert described["status"] == "succeeded"
     assert described["output"]["contentType"] == "application/json"
     assert "Signature" in described["output"]["url"] or "X-Amz-Signature" in described["output"]["url"]
@@ -153,7 +156,7 @@ def test_failure_notification_fails_with_the_models_reason(aws):
             }
         )
     )
-    described = queries.describe(view["id"])
+    described = queries.describe(ACME, view["id"])
     assert described["status"] == "failed"
     assert described["error"] == {"code": "model_error", "message": "input is not a readable PNG image"}
 
@@ -177,7 +180,7 @@ def test_duplicate_success_notification_changes_nothing_and_mails_once(aws):
 def test_terminal_state_never_changes(aws):
     view = submit(contentType="application/json")
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
-    cancel.cancel(view["id"])
+    cancel.cancel(ACME, view["id"])
     # When the model's result arrives after the cancel
     results.record_result(completed(view["id"]))
     # Then the prediction stays canceled
@@ -189,19 +192,19 @@ def test_cancel_a_finished_prediction_is_a_conflict(aws):
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
     results.record_result(completed(view["id"]))
     with pytest.raises(NotCancelable, match="succeeded"):
-        cancel.cancel(view["id"])
+        cancel.cancel(ACME, view["id"])
 
 
 def test_cancel_twice_answers_the_canceled_prediction(aws):
     view = submit(contentType="application/json")
-    assert cancel.cancel(view["id"]).status is Status.CANCELED
-    assert cancel.cancel(view["id"]).status is Status.CANCELED
+    assert cancel.cancel(ACME, view["id"]).status is Status.CANCELED
+    assert cancel.cancel(ACME, view["id"]).status is Status.CANCELED
 
 
 def test_prediction_without_upload_expires_after_its_url(aws):
     view = submit(contentType="application/json")
     aws_resources.set_attribute(view["id"], "uploadExpiresAt", iso(utcnow() - timedelta(minutes=5)))
-    described = queries.describe(view["id"])
+    described = queries.describe(ACME, view["id"])
     assert described["status"] == "expired"
     assert described["error"]["code"] == "expired"
 
@@ -209,7 +212,7 @@ def test_prediction_without_upload_expires_after_its_url(aws):
 def test_upload_after_expiry_is_ignored(aws):
     view = submit(contentType="application/json")
     aws_resources.set_attribute(view["id"], "uploadExpiresAt", iso(utcnow() - timedelta(minutes=5)))
-    queries.describe(view["id"])
+    queries.describe(ACME, view["id"])
     upload(view["id"], json.dumps(PIXELS).encode(), "application/json")
     assert predictions.get(view["id"]).status is Status.EXPIRED
 
@@ -261,7 +264,7 @@ def test_deadline_of_a_finished_prediction_changes_nothing(aws):
 def test_reading_a_prediction_past_its_deadline_cancels_it(aws):
     view = submit(contentType="application/json", deadlineSeconds=60)
     aws_resources.set_attribute(view["id"], "deadlineAt", iso(utcnow() - timedelta(seconds=5)))
-    described = queries.describe(view["id"])
+    described = queries.describe(ACME, view["id"])
     assert (described["status"], described["error"]["code"]) == ("canceled", "deadline_exceeded")
 
 
@@ -273,7 +276,7 @@ def test_very_long_model_error_is_kept_readable(aws):
             {"invocationStatus": "Failed", "inferenceId": view["id"], "failureReason": "Traceback\n" * 3000}
         )
     )
-    described = queries.describe(view["id"])
+    described = queries.describe(ACME, view["id"])
     assert described["status"] == "failed" and len(described["error"]["message"]) == 4096
 
 
@@ -287,7 +290,7 @@ def test_due_upload_expiry_message_expires_the_prediction(aws):
 def test_inline_input_is_stored_where_uploads_land(aws):
     view = submit(input=PIXELS)
     assert view["status"] == "awaiting_input" and "upload" not in view
-    stored = boto3.client("s3").get_object(Bucket=aws_resources.BUCKET, Key=payloads.upload_key(view["id"]))
+    stored = boto3.client("s3").get_object(Bucket=aws_resources.BUCKET, Key=payloads.upload_key(TENANT, view["id"]))
     assert json.loads(stored["Body"].read()) == PIXELS
 
 
@@ -313,7 +316,7 @@ def test_recording_a_result_never_sends_a_callback_itself(aws):
     results.record_result(completed(view["id"]))
     # Then nothing was sent yet: the callback is only queued, and the representation says pending
     assert boto3.client("ses").get_send_quota()["SentLast24Hours"] == 0
-    assert queries.describe(view["id"])["email"] == {"event": "completed", "status": "pending", "attempts": 0}
+    assert queries.describe(ACME, view["id"])["email"] == {"event": "completed", "status": "pending", "attempts": 0}
 
 
 def test_async_prediction_without_a_result_times_out_at_its_run_deadline(aws, monkeypatch):

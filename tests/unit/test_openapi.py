@@ -23,3 +23,6 @@ def test_openapi_document_describes_the_prediction_request():
         "/predictions/{prediction_id}/webhook/redeliver",
         "/services",
     }
+    assert set(document["paths"]["/predictions"]) == {"get", "post"}
+    listing = {p["name"] for p in document["paths"]["/predictions"]["get"]["parameters"]}
+    assert listing == {"limit", "cursor", "service", "status", "createdAfter", "createdBefore", "parentId"}

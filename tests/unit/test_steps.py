@@ -17,7 +17,9 @@ from chorus.events.models import StepInvocation
 from chorus.model.mapping import MappingError
 from chorus.model.records import StepFunctionsCallback
 from tests.support import aws_resources
-from tests.support.aws_resources import load_event
+from tests.support.aws_resources import TENANT, caller, load_event
+
+ACME = caller()
 
 PROBABILITIES = {"svm": [0.9] + [0.01] * 9, "forest": [0.8] + [0.02] * 9}
 
@@ -25,11 +27,11 @@ PROBABILITIES = {"svm": [0.9] + [0.01] * 9, "forest": [0.8] + [0.02] * 9}
 @pytest.fixture
 def parent(aws) -> dict:
     """A running digits-ensemble prediction whose svm and forest steps have written outputs."""
-    view = submission.submit(PredictionRequest(service="digits-ensemble", contentType="application/json"))
+    view = submission.submit(PredictionRequest(service="digits-ensemble", contentType="application/json"), ACME)
     s3 = boto3.client("s3")
     s3.put_object(
         Bucket=aws_resources.BUCKET,
-        Key=payloads.upload_key(view["id"]),
+        Key=payloads.upload_key(TENANT, view["id"]),
         Body=b'{"pixels": []}',
         ContentType="application/json",
     )
@@ -48,7 +50,7 @@ def invocation(parent: dict, step: dict, token: str = "token-1") -> StepInvocati
     event["parent"]["id"] = parent["id"]
     event["parent"]["input"] = {
         "bucket": aws_resources.BUCKET,
-        "key": payloads.upload_key(parent["id"]),
+        "key": payloads.upload_key(TENANT, parent["id"]),
         "contentType": "application/json",
     }
     event["step"] = step
@@ -70,7 +72,7 @@ def test_field_references_are_read_from_earlier_outputs(parent):
     assert child.callback == StepFunctionsCallback(task_token="token-1")
     rendered = payloads.read_json(
         payloads.S3Location(
-            bucket=aws_resources.BUCKET, key=payloads.step_input_key(child.id), contentType="application/json"
+            bucket=aws_resources.BUCKET, key=payloads.step_input_key(TENANT, child.id), contentType="application/json"
         )
     )
     assert rendered == PROBABILITIES
@@ -79,7 +81,7 @@ def test_field_references_are_read_from_earlier_outputs(parent):
 def test_whole_input_reference_passes_the_object_on_without_a_copy(parent):
     answer = steps.run_step(invocation(parent, {"name": "svm", "service": "digits-svm", "input": "{{ input }}"}))
     child = predictions.get(answer["childId"])
-    assert child.input is not None and child.input.key == payloads.upload_key(parent["id"])
+    assert child.input is not None and child.input.key == payloads.upload_key(TENANT, parent["id"])
     listed = boto3.client("s3").list_objects_v2(Bucket=aws_resources.BUCKET, Prefix="steps/")
     assert listed.get("KeyCount", 0) == 0
 
@@ -100,7 +102,7 @@ def test_retried_task_reuses_the_child_and_takes_the_new_token(parent):
 
 
 def test_step_of_a_canceled_prediction_does_not_start(parent):
-    cancel.cancel(parent["id"])
+    cancel.cancel(ACME, parent["id"])
     with pytest.raises(StepCanceled, match="canceled"):
         steps.run_step(invocation(parent, {"name": "svm", "service": "digits-svm", "input": "{{ input }}"}))
 
@@ -132,7 +134,7 @@ def test_output_mapping_is_rendered_into_the_parents_output(parent):
     event.pop("step", None)
     event["output"] = {"label": "{{ svm.output.label }}", "both": ["{{ svm }}", "{{ forest.output.probabilities[0] }}"]}
     location = steps.render_output(StepInvocation.model_validate(event))
-    assert location["key"] == payloads.output_key(parent["id"])
+    assert location["key"] == payloads.output_key(TENANT, parent["id"])
     rendered = json.loads(
         boto3.client("s3").get_object(Bucket=aws_resources.BUCKET, Key=location["key"])["Body"].read()
     )
@@ -142,8 +144,8 @@ def test_output_mapping_is_rendered_into_the_parents_output(parent):
 def test_ensemble_upload_starts_the_execution_named_after_the_prediction(aws):
     sfn = boto3.client("stepfunctions")
     aws_resources.create_state_machine("digits-ensemble")
-    view = submission.submit(PredictionRequest(service="digits-ensemble", input={"pixels": [0] * 64}))
-    dispatch.receive_upload(aws_resources.BUCKET, payloads.upload_key(view["id"]))
+    view = submission.submit(PredictionRequest(service="digits-ensemble", input={"pixels": [0] * 64}), ACME)
+    dispatch.receive_upload(aws_resources.BUCKET, payloads.upload_key(TENANT, view["id"]))
     record = predictions.get(view["id"])
     assert record.status.value == "running"
     assert record.execution_arn is not None and record.execution_arn.endswith(f":{view['id']}")

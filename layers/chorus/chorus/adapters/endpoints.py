@@ -28,7 +28,7 @@ def invoke_async(endpoint_name: str, inference_id: str, location: S3Location, ti
         raise
 
 
-def run_sync(endpoint_name: str, inference_id: str, location: S3Location) -> None:
+def run_sync(endpoint_name: str, inference_id: str, location: S3Location, tenant: str) -> None:
     """Invoke a real-time endpoint, store its answer and publish the notification an async
     endpoint would have sent (a model's own refusal is a `Failed` notification)."""
     runtime = client("sagemaker-runtime")
@@ -47,7 +47,9 @@ def run_sync(endpoint_name: str, inference_id: str, location: S3Location) -> Non
         _raise_permanent(exc, endpoint_name)
         raise
     output = payloads.put_bytes(
-        payloads.output_key(inference_id), response["Body"].read(), response.get("ContentType", "application/json")
+        payloads.output_key(tenant, inference_id),
+        response["Body"].read(),
+        response.get("ContentType", "application/json"),
     )
     topics.publish_result(inference_notification(inference_id, endpoint_name, location, "Completed", output=output))
 

@@ -18,30 +18,44 @@ def _bucket() -> str:
     return settings.load(settings.PayloadSettings).payloads_bucket
 
 
-def upload_key(prediction_id: str) -> str:
-    return f"inputs/{prediction_id}/input"
+# Every key a prediction's payloads live under names its tenant first, so a presigned POST (which
+# pins its key) or a bucket policy can only ever reach that tenant's objects. Async endpoints'
+# outputs stay where SageMaker writes them (async-outputs/).
 
 
-def step_input_key(prediction_id: str) -> str:
-    return f"steps/{prediction_id}/input"
+def upload_key(tenant: str, prediction_id: str) -> str:
+    return f"inputs/{tenant}/{prediction_id}/input"
 
 
-def output_key(prediction_id: str) -> str:
-    return f"outputs/{prediction_id}/output"
+def step_input_key(tenant: str, prediction_id: str) -> str:
+    return f"steps/{tenant}/{prediction_id}/input"
 
 
-def prediction_id_from_upload_key(key: str) -> str | None:
+def output_key(tenant: str, prediction_id: str) -> str:
+    return f"outputs/{tenant}/{prediction_id}/output"
+
+
+def upload_key_parts(key: str) -> tuple[str, str] | None:
+    """(tenant, prediction id) of an object at `inputs/<tenant>/<id>/input`, else None."""
     parts = key.split("/")
-    if len(parts) == 3 and parts[0] == "inputs" and parts[2] == "input" and parts[1]:
-        return parts[1]
+    if len(parts) == 4 and parts[0] == "inputs" and parts[3] == "input" and parts[1] and parts[2]:
+        return parts[1], parts[2]
     return None
 
 
-def presigned_upload(prediction_id: str, content_type: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
-    """A presigned POST that only accepts this key, this content type and at most `max_bytes`."""
+def prediction_id_from_upload_key(key: str) -> str | None:
+    parts = upload_key_parts(key)
+    return parts[1] if parts else None
+
+
+def presigned_upload(
+    tenant: str, prediction_id: str, content_type: str, max_bytes: int, expires_in: int
+) -> dict[str, Any]:
+    """A presigned POST that only accepts this key (under the tenant), this content type and at
+    most `max_bytes`."""
     return client("s3").generate_presigned_post(  # type: ignore[no-any-return]
         Bucket=_bucket(),
-        Key=upload_key(prediction_id),
+        Key=upload_key(tenant, prediction_id),
         Fields={"Content-Type": content_type},
         Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
         ExpiresIn=expires_in,

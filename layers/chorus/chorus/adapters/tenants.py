@@ -57,7 +57,7 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_tenant(name: str, created_by: str) -> Tenant:
-    tenant = Tenant(tenant=name, createdAt=utcnow(), createdBy=created_by)
+    tenant = Tenant(tenant=name, created_at=utcnow(), created_by=created_by)
     try:
         client("dynamodb").put_item(
             TableName=_tables().tenants_table,
@@ -111,13 +111,13 @@ def create_token(
     else:
         token_id, secret, plaintext = new_token()
     token = Token(
-        tokenId=token_id,
+        token_id=token_id,
         tenant=tenant,
-        secretHash=hash_secret(secret),
+        secret_hash=hash_secret(secret),
         scopes=tuple(dict.fromkeys(scopes)),
-        createdAt=utcnow(),
-        createdBy=created_by,
-        expiresAt=expires_at,
+        created_at=utcnow(),
+        created_by=created_by,
+        expires_at=expires_at,
     )
     client("dynamodb").put_item(
         TableName=_tables().tokens_table,
@@ -128,9 +128,11 @@ def create_token(
 
 
 def find_token(token_id: str) -> Token | None:
-    item = client("dynamodb").get_item(
-        TableName=_tables().tokens_table, Key={"tokenId": {"S": token_id}}, ConsistentRead=True
-    ).get("Item")
+    item = (
+        client("dynamodb")
+        .get_item(TableName=_tables().tokens_table, Key={"tokenId": {"S": token_id}}, ConsistentRead=True)
+        .get("Item")
+    )
     return Token.model_validate(_plain(item)) if item else None
 
 

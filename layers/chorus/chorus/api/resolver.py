@@ -3,7 +3,8 @@
 
 Bad input never reaches a handler and never becomes a 5xx: every request is screened before
 Powertools reads it (edge.py: UTF-8, JSON media type, strict JSON), the request models hold the
-field rules (models.py), and whatever the framework itself refuses is answered in our shape."""
+field rules (models.py), and whatever the framework itself refuses is answered in our shape. A
+request without the authorizer's identity is refused (401) before any of that (identity.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chorus.api.edge import UnsupportedMediaType, screen
+from chorus.api.identity import caller_from_event
 from chorus.api.models import error_body
 from chorus.core.errors import ChorusError
 from chorus.core.observability import logger
@@ -59,7 +61,12 @@ class ChorusResolver(APIGatewayRestResolver):
     Powertools would fail to decode or parse (a 5xx), or reads leniently, is refused here."""
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        """Authenticated first (401 before anything else, as the authorizer would answer in AWS),
+        then screened; every log line of the request carries the caller's tenant and token id."""
+        logger.remove_keys(["tenant", "token_id"])
         try:
+            caller = caller_from_event(event)
+            logger.append_keys(tenant=caller.tenant, token_id=caller.token_id)
             screened = screen(event)
         except ChorusError as exc:
             logger.info("request refused at the edge", extra={"code": exc.code, "reason": exc.message})

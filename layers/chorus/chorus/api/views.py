@@ -34,6 +34,29 @@ def timings(record: PredictionRecord) -> dict[str, float]:
 
 def represent(record: PredictionRecord) -> dict[str, Any]:
     """The public representation: GET /predictions/{id}, and the body of every webhook and e-mail."""
+    view = summary(record)
+    error = view.pop("error", None)
+    if record.status is Status.SUCCEEDED and record.output is not None:
+        ttl = settings.load(settings.PayloadSettings).output_url_ttl_seconds
+        view["output"] = {
+            "url": payloads.presigned_download(record.output, ttl),
+            "contentType": record.output.content_type,
+            "expiresAt": iso(utcnow() + timedelta(seconds=ttl)),
+        }
+    if error is not None:
+        view["error"] = error
+    delivery = _delivery(record)
+    if delivery is not None:
+        view["webhook" if isinstance(record.callback, WebhookCallback) else "email"] = delivery
+    if record.kind == "ensemble":
+        order = [step.name for step in get_registry().get(record.service).steps]
+        view["steps"] = _steps(predictions.children(record.id), order)
+    return view
+
+
+def summary(record: PredictionRecord) -> dict[str, Any]:
+    """A prediction in a listing (GET /predictions): the representation without what costs a call
+    per item (the presigned output URL, the steps, the callback's delivery)."""
     view: dict[str, Any] = {
         "id": record.id,
         "service": record.service,
@@ -51,21 +74,8 @@ def represent(record: PredictionRecord) -> dict[str, Any]:
     if record.parent_id:
         view["parentId"] = record.parent_id
         view["stepName"] = record.step_name
-    if record.status is Status.SUCCEEDED and record.output is not None:
-        ttl = settings.load(settings.PayloadSettings).output_url_ttl_seconds
-        view["output"] = {
-            "url": payloads.presigned_download(record.output, ttl),
-            "contentType": record.output.content_type,
-            "expiresAt": iso(utcnow() + timedelta(seconds=ttl)),
-        }
     if record.error is not None:
         view["error"] = record.error.model_dump()
-    delivery = _delivery(record)
-    if delivery is not None:
-        view["webhook" if isinstance(record.callback, WebhookCallback) else "email"] = delivery
-    if record.kind == "ensemble":
-        order = [step.name for step in get_registry().get(record.service).steps]
-        view["steps"] = _steps(predictions.children(record.id), order)
     return view
 
 

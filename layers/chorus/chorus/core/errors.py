@@ -18,6 +18,20 @@ class InvalidRequest(ChorusError):
     status = 400
 
 
+class Unauthorized(ChorusError):
+    """The request carries no (well-formed) identity from the authorizer."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(ChorusError):
+    """The caller's token lacks the scope the route needs."""
+
+    code = "forbidden"
+    status = 403
+
+
 class UnknownService(ChorusError):
     code = "unknown_service"
     status = 400

@@ -6,11 +6,13 @@ from chorus.adapters import executions, predictions
 from chorus.core.errors import NotCancelable
 from chorus.domain import callbacks
 from chorus.model.records import CallbackEvent, ErrorDetail, PredictionRecord, Status
+from chorus.model.tenancy import Caller
 
 
-def cancel(prediction_id: str) -> PredictionRecord:
-    """Cancel, or confirm an earlier cancel (a retried request finishes a callback left unqueued)."""
-    record = predictions.get(prediction_id)
+def cancel(caller: Caller, prediction_id: str) -> PredictionRecord:
+    """Cancel one of the caller's tenant's predictions, or confirm an earlier cancel (a retried
+    request finishes a callback left unqueued). Another tenant's prediction is not found."""
+    record = predictions.get_owned(prediction_id, caller.tenant)
     if record.status is not Status.CANCELED:
         if record.status.terminal:
             raise NotCancelable(f"prediction {prediction_id!r} already {record.status.value}")

@@ -33,6 +33,7 @@ from chorus.model.records import (
     PredictionRecord,
     WebhookCallback,
 )
+from chorus.model.tenancy import Caller
 
 LEASE_SLACK = timedelta(seconds=30)
 # SES answers these when the message itself is unacceptable: retrying cannot help.
@@ -117,10 +118,11 @@ def _context(request: DeliveryRequest) -> dict[str, object]:
     }
 
 
-def redeliver(prediction_id: str) -> None:
+def redeliver(caller: Caller, prediction_id: str) -> None:
     """Send the current representation again: a new attempt series of every event the prediction
-    has reached, with the same `webhook-id` per event (the replay Standard Webhooks asks for)."""
-    record = predictions.get(prediction_id)
+    has reached, with the same `webhook-id` per event (the replay Standard Webhooks asks for).
+    Another tenant's prediction is not found."""
+    record = predictions.get_owned(prediction_id, caller.tenant)
     if not isinstance(record.callback, WebhookCallback):
         raise NotRedeliverable(f"prediction {prediction_id!r} has no webhook to redeliver")
     events = [CallbackEvent(e) for e in record.callback.events]

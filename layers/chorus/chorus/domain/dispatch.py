@@ -33,22 +33,33 @@ class ClaimHeld(ChorusError):
 
 
 def receive_upload(bucket: str, key: str) -> None:
-    """An object landed under inputs/: start its prediction (process-input)."""
-    prediction_id = payloads.prediction_id_from_upload_key(key)
-    if prediction_id is None:
+    """An object landed under inputs/<tenant>/<id>/input: start its prediction (process-input), if
+    that tenant owns it (an object under another tenant's prefix is ignored, logged)."""
+    parts = payloads.upload_key_parts(key)
+    if parts is None:
         logger.warning("ignoring object outside the upload layout", extra={"key": key})
         return
+    tenant, prediction_id = parts
     info = payloads.describe(bucket, key)
     if info is None:
         logger.warning("uploaded object is gone", extra={"key": key})
         return
-    start(prediction_id, S3Location(bucket=bucket, key=key, contentType=info.content_type or JSON), info.size)
+    location = S3Location(bucket=bucket, key=key, contentType=info.content_type or JSON)
+    start(prediction_id, location, info.size, tenant=tenant)
 
 
-def start(prediction_id: str, location: S3Location, size: int) -> None:
+def start(prediction_id: str, location: S3Location, size: int, *, tenant: str | None = None) -> None:
+    """Dispatch the prediction with this input; `tenant`, when the input's key names one, must be
+    the prediction's own."""
     record = predictions.find(prediction_id)
     if record is None:
         logger.warning("input for an unknown prediction", extra={"prediction_id": prediction_id})
+        return
+    if tenant is not None and record.tenant != tenant:
+        logger.warning(
+            "input under another tenant's prefix ignored",
+            extra={"prediction_id": prediction_id, "key": location.key, "key_tenant": tenant},
+        )
         return
     if record.status.terminal:
         logger.info("input for a finished prediction ignored", extra={"prediction_id": prediction_id})
@@ -115,7 +126,7 @@ def _dispatch(record: PredictionRecord, service: ServiceDefinition) -> None:
     # Real-time: this worker runs the model, so the dispatch lease keeps covering it.
     if _mark_running(record, record.lease_until or now, None) is None:
         return
-    endpoints.run_sync(service.endpoint.name, record.id, record.input)
+    endpoints.run_sync(service.endpoint.name, record.id, record.input, record.tenant)
 
 
 def _time_left(record: PredictionRecord, service: ServiceDefinition) -> int:
@@ -141,10 +152,11 @@ def _mark_running(
     return running
 
 
-def dead_lettered(prediction_id: str, what: str) -> None:
-    """A message about this prediction failed every retry: end it truthfully, never leave it queued."""
+def dead_lettered(prediction_id: str, what: str, *, tenant: str | None = None) -> None:
+    """A message about this prediction failed every retry: end it truthfully, never leave it queued.
+    `tenant`, when the message's key names one, must be the prediction's own."""
     record = predictions.find(prediction_id)
-    if record is None or record.status.terminal:
+    if record is None or record.status.terminal or (tenant is not None and record.tenant != tenant):
         return
     message = f"the {what} could not be processed after repeated attempts"
     results.fail(prediction_id, ErrorDetail(code="dispatch_failed", message=message))

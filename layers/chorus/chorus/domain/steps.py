@@ -4,8 +4,9 @@ code as a client's, whose callback is the waiting Step Functions task."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
-import uuid
 from typing import Any
 
 from chorus.adapters import payloads, predictions
@@ -13,18 +14,22 @@ from chorus.core.clock import utcnow
 from chorus.core.errors import InvalidInput, StepCanceled
 from chorus.core.observability import logger
 from chorus.domain import callbacks, dispatch
+from chorus.domain.submit import new_child_salt
 from chorus.events.models import StepInvocation, StepLocation
 from chorus.model.content import JSON
 from chorus.model.mapping import MappingError, render_mapping
 from chorus.model.records import CallbackEvent, PredictionRecord, S3Location, Status, StepFunctionsCallback
 from chorus.model.registry import get_registry
 
-_CHILD_IDS = uuid.UUID("6f1c8a52-1d0e-4c55-9a51-3c3f0a3b5e21")
 
-
-def child_id(parent_id: str, step_name: str) -> str:
-    # Deterministic: a retried task finds the child it already created instead of running it twice.
-    return uuid.uuid5(_CHILD_IDS, f"{parent_id}/{step_name}").hex
+def child_id(parent: PredictionRecord, step_name: str) -> str:
+    """HMAC-SHA256 of the step name, keyed by the parent's random `childSalt`, as 32 hex characters.
+    Deterministic, so a retried task finds the child it already created instead of running it
+    twice; unguessable, so nobody who knows the parent's id can derive its steps' ids."""
+    if parent.child_salt is None:
+        raise StepCanceled(f"prediction {parent.id!r} has no step-id salt: it cannot run steps")
+    digest = hmac.new(bytes.fromhex(parent.child_salt), step_name.encode(), hashlib.sha256).hexdigest()
+    return digest[:32]
 
 
 def _location(found: StepLocation) -> S3Location:
@@ -63,7 +68,7 @@ def run_step(invocation: StepInvocation) -> dict[str, Any]:
     if parent.status.terminal:
         # The parent was canceled (or failed) while this task was being scheduled: start nothing.
         raise StepCanceled(f"{where}: not started, the prediction is already {parent.status.value}")
-    identifier = child_id(parent.id, step.name)
+    identifier = child_id(parent, step.name)
     callback = StepFunctionsCallback(task_token=invocation.task_token)
     existing = predictions.find(identifier)
     if existing is not None:
@@ -81,12 +86,13 @@ def run_step(invocation: StepInvocation) -> dict[str, Any]:
         size = info.size if info else 0
     else:
         body = json.dumps(document, separators=(",", ":")).encode()
-        location = payloads.put_bytes(payloads.step_input_key(identifier), body, JSON)
+        location = payloads.put_bytes(payloads.step_input_key(parent.tenant, identifier), body, JSON)
         size = len(body)
     now = utcnow()
     created = predictions.create(
         PredictionRecord(
             id=identifier,
+            tenant=parent.tenant,  # a step is its ensemble's tenant's, like every payload it reads
             service=service.name,
             kind=service.kind,
             status=Status.AWAITING_INPUT,
@@ -98,6 +104,7 @@ def run_step(invocation: StepInvocation) -> dict[str, Any]:
             parent_id=parent.id,
             step_name=step.name,
             metadata={},
+            child_salt=new_child_salt(service.kind),  # a nested ensemble derives its own steps' ids
             ttl=predictions.record_ttl(now),
         )
     )
@@ -122,8 +129,12 @@ def _resume(child: PredictionRecord, callback: StepFunctionsCallback) -> dict[st
 
 
 def render_output(invocation: StepInvocation) -> dict[str, Any]:
-    """Render the ensemble's output mapping into outputs/{parent}/output."""
+    """Render the ensemble's output mapping into outputs/{tenant}/{parent}/output."""
     where = f"ensemble output of {invocation.parent.id}"
     passthrough, document = _build(invocation, invocation.output, where)
-    location = passthrough or payloads.put_json(payloads.output_key(invocation.parent.id), document)
+    if passthrough is not None:
+        location = passthrough
+    else:
+        tenant = predictions.get(invocation.parent.id).tenant
+        location = payloads.put_json(payloads.output_key(tenant, invocation.parent.id), document)
     return {**location.as_dict(), "outputLocation": location.uri}

@@ -7,6 +7,7 @@ path with the same retries: a model is never called from the API request path.
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from chorus.core.observability import metrics
 from chorus.model.content import JSON, normalize
 from chorus.model.records import Callback, EmailCallback, PredictionRecord, Status, WebhookCallback
 from chorus.model.registry import ServiceDefinition, get_registry
+from chorus.model.tenancy import Caller
 
 UPLOAD_GRACE = timedelta(seconds=60)  # an upload that began just before expiry may still land
 
@@ -29,8 +31,14 @@ def new_prediction_id() -> str:
     return uuid.uuid4().hex
 
 
-def submit(request: PredictionRequest, prediction_id: str | None = None) -> dict[str, Any]:
-    """Create a prediction and answer with its upload form (or, for inline input, store it)."""
+def new_child_salt(kind: str) -> str | None:
+    """An ensemble's secret for deriving its step ids (steps.child_id); models have no steps."""
+    return secrets.token_hex(16) if kind == "ensemble" else None
+
+
+def submit(request: PredictionRequest, caller: Caller, prediction_id: str | None = None) -> dict[str, Any]:
+    """Create the caller's tenant's prediction and answer with its upload form (or, for inline
+    input, store it)."""
     service = get_registry().require_enabled(request.service)
     inline = request.input is not None
     content_type = _content_type(service, request, inline)
@@ -42,6 +50,7 @@ def submit(request: PredictionRequest, prediction_id: str | None = None) -> dict
     now = utcnow()
     record = PredictionRecord(
         id=prediction_id or new_prediction_id(),
+        tenant=caller.tenant,
         service=service.name,
         kind=service.kind,
         status=Status.AWAITING_INPUT,
@@ -52,6 +61,7 @@ def submit(request: PredictionRequest, prediction_id: str | None = None) -> dict
         content_type=content_type,
         metadata=request.metadata,
         callback=callback,
+        child_salt=new_child_salt(service.kind),
         ttl=predictions.record_ttl(now),
     )
     predictions.create(record)
@@ -59,11 +69,11 @@ def submit(request: PredictionRequest, prediction_id: str | None = None) -> dict
     if record.deadline_at is not None:
         queues.schedule_deadline(record.id, record.deadline_at)
     if inline:
-        payloads.put_bytes(payloads.upload_key(record.id), body, JSON)
+        payloads.put_bytes(payloads.upload_key(record.tenant, record.id), body, JSON)
         return represent(record)
     # Nobody may ever read this prediction again: expire it on schedule, not only on read.
     queues.schedule_deadline(record.id, now + timedelta(seconds=upload_ttl) + UPLOAD_GRACE)
-    upload = payloads.presigned_upload(record.id, content_type, service.max_input_bytes, upload_ttl)
+    upload = payloads.presigned_upload(record.tenant, record.id, content_type, service.max_input_bytes, upload_ttl)
     view = represent(record)
     view["upload"] = {
         "url": upload["url"],

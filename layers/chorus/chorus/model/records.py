@@ -6,7 +6,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+from chorus.core.clock import iso
+from chorus.model.tenancy import TENANT_NAME
 
 
 class Status(StrEnum):
@@ -139,6 +142,8 @@ class PredictionRecord(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     id: str
+    # Whose prediction this is: every read and write checks it (another tenant's id is a 404).
+    tenant: str = Field(pattern=TENANT_NAME)
     service: str
     kind: Literal["model", "ensemble"]
     status: Status
@@ -162,7 +167,26 @@ class PredictionRecord(BaseModel):
     lease_until: datetime | None = Field(default=None, alias="leaseUntil")
     # Set at dispatch: past it, a prediction still running has lost its result and is timed out.
     run_deadline_at: datetime | None = Field(default=None, alias="runDeadlineAt")
+    # An ensemble's secret key for its step ids (steps.child_id): 32 hex characters, set at creation.
+    child_salt: str | None = Field(default=None, alias="childSalt", pattern=r"^[0-9a-f]{32}$")
     ttl: int
+
+    @field_serializer(
+        "created_at",
+        "updated_at",
+        "upload_expires_at",
+        "deadline_at",
+        "queued_at",
+        "started_at",
+        "completed_at",
+        "lease_until",
+        "run_deadline_at",
+        when_used="json",
+    )
+    def _stored_time(self, moment: datetime | None) -> str | None:
+        # One format for every stored time (ISO 8601, milliseconds, `Z`): the conditional writes
+        # compare these strings, and the by-tenant index sorts on createdAt.
+        return iso(moment)
 
     def to_item(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

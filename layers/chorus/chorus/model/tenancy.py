@@ -38,6 +38,10 @@ class Caller(BaseModel):
     token_id: str
     scopes: frozenset[Scope]
 
+    def allows(self, scope: Scope) -> bool:
+        """The token holds `scope`, or `admin`, which implies every scope."""
+        return scope in self.scopes or Scope.ADMIN in self.scopes
+
 
 class Tenant(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
