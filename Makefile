@@ -2,21 +2,22 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/chorus/requirements.txt | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/chorus/requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: install local test test-unit test-e2e test-faults lint format compile-ensembles validate-registry openapi benchmark build clean
 
-$(STAMP): requirements-dev.txt layers/chorus/requirements.txt
+$(STAMP): requirements-dev.txt layers/chorus/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .  # the `chorus` command
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
 
 ## Serve the whole system (API on http://127.0.0.1:3000) with the demo models.
 local: install
-	$(PY) -m chorus_local
+	$(PY) -m chorus_local --ready-file .chorus-local.json  # the token and names `chorus ... --local` reads
 
 ## Every test: unit, integration (handlers, local runtime, template, sam build) and end-to-end.
 test: install

@@ -526,7 +526,8 @@ class AuthorizerResult:
 def _wildcard(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
     """IAM's matching: `*` any run of characters (`/` included), `?` one character."""
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.IGNORECASE if ignore_case else 0) is not None
+    # DOTALL: IAM's `*` matches any character, a newline in a decoded path id included.
+    return re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
 
 
 def evaluate_policy(policy: dict[str, Any], method_arn: str) -> str:

@@ -283,7 +283,7 @@ def test_duplicate_sns_and_s3_events_change_nothing_and_call_back_once(client, f
         "Records": [
             {
                 "eventName": "ObjectCreated:Post",
-                "s3": {"bucket": {"name": bucket}, "object": {"key": f"inputs/{created['id']}/input", "size": 1}},
+                "s3": {"bucket": {"name": bucket}, "object": {"key": f"inputs/local/{created['id']}/input", "size": 1}},
             }
         ]
     }

@@ -44,6 +44,7 @@ def _reset() -> None:
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every variable the CLI sets is restored afterwards (it writes os.environ directly)."""
+    saved = dict(os.environ)
     for variable in _ENV:
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -51,6 +52,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     _reset()
     yield
+    os.environ.clear()
+    os.environ.update(saved)
     _reset()
 
 
