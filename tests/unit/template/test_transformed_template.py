@@ -196,6 +196,11 @@ def test_sam_creates_no_queue(queue_id: str) -> None:
 # --- the REST API's authorizer ------------------------------------------------------------------
 
 ERROR_SHAPE = '{"error": {"code": "%s", "message": $context.error.messageString}}'
+FIXED_SHAPE = '{"error": {"code": "%s", "message": "%s"}}'
+UNAUTHORIZED_MESSAGE = (
+    "Send Authorization: Bearer <token>; the token is missing, malformed, unknown, expired or revoked."
+)
+FORBIDDEN_MESSAGE = "The scopes of this token do not allow this route."
 
 
 def api_body() -> dict[str, Any]:
@@ -242,10 +247,12 @@ def test_refusals_are_401_and_403_in_the_api_error_shape() -> None:
     responses = api_body()["x-amazon-apigateway-gateway-responses"]
     unauthorized, denied = responses["UNAUTHORIZED"], responses["ACCESS_DENIED"]
     assert unauthorized["statusCode"] == "401"
-    assert unauthorized["responseTemplates"] == {"application/json": ERROR_SHAPE % "unauthorized"}
+    assert unauthorized["responseTemplates"] == {
+        "application/json": FIXED_SHAPE % ("unauthorized", UNAUTHORIZED_MESSAGE)
+    }
     assert unauthorized["responseParameters"] == {"gatewayresponse.header.WWW-Authenticate": "'Bearer'"}
     assert denied["statusCode"] == "403"
-    assert denied["responseTemplates"] == {"application/json": ERROR_SHAPE % "forbidden"}
+    assert denied["responseTemplates"] == {"application/json": FIXED_SHAPE % ("forbidden", FORBIDDEN_MESSAGE)}
     # An authorizer that fails (not a refusal) is a 500 in the same shape, with a message of ours
     failure = json.loads(responses["AUTHORIZER_FAILURE"]["responseTemplates"]["application/json"])
     assert responses["AUTHORIZER_FAILURE"]["statusCode"] == "500"
