@@ -15,6 +15,17 @@ $(STAMP): requirements-dev.txt layers/chorus/requirements.txt pyproject.toml
 
 install: $(STAMP)
 
+# checkov has its own venv: its dependencies conflict with the project's pins (boto3, pydantic...).
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	rm -f $(CHECKOV_VENV)/.installed-* && touch $@
+
 ## Serve the whole system (API on http://127.0.0.1:3000) with the demo models.
 local: install
 	$(PY) -m chorus_local --ready-file .chorus-local.json  # the token and names `chorus ... --local` reads
@@ -32,12 +43,14 @@ test-e2e: install
 test-faults: install
 	$(PY) -m pytest tests/faults
 
-lint: install
+lint: install $(CHECKOV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --region us-east-1
+	# Fails on any failed check; the skips and their reasons are Metadata.checkov.skip on each resource.
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
 	PYTHONPATH=layers/chorus $(PY) -m chorus_compiler --check
 	$(PY) -m scripts.openapi --check
 
