@@ -188,7 +188,7 @@ def test_black_holed_and_dripping_receivers_do_not_slow_anyone_else(client):
     # When 8 predictions call back receivers that never answer or drip one byte at a time
     hole, drip = SlowReceiver(), SlowReceiver(drip=0.3)
     try:
-        bad = [_submit(client, callback=webhook(r.url, ("start", "completed"))) for r in (hole, drip) for _ in range(4)]
+        bad = [_submit(client, callback=webhook(r.url, ("start", "completed"))) for _ in range(4) for r in (hole, drip)]
         # ...while 50 other predictions run
         loaded = _p95(_run_batch(client, 50))
         # Then the others' p95 stays within 2x of the quiet run
@@ -198,7 +198,8 @@ def test_black_holed_and_dripping_receivers_do_not_slow_anyone_else(client):
             view = client.wait(prediction_id, timeout=60)
             assert view["status"] == "succeeded"
             assert view["webhook"]["status"] in {"pending", "failed"}
-        assert hole.connections > 0 and drip.connections > 0
+        # (both bad receivers really were called; locally two delivery workers share the attempts)
+        eventually(lambda: hole.connections > 0 and drip.connections > 0, timeout=90)
     finally:
         hole.close()
         drip.close()
