@@ -1,11 +1,15 @@
-"""`chorus admin …`: tenants and their API tokens.
+"""`chorus admin …`: tenants, their API tokens, webhook secrets and audit trail.
 
-    chorus admin tenants create NAME                       --stack-name STACK | --local [READY_FILE]
-    chorus admin tenants list [--json]                     …
+    chorus admin tenants create NAME [--email-recipients a@x.com @y.org …] [--webhook-hosts h.x.com *.y.org …]
+                                                           --stack-name STACK | --local [READY_FILE]
+    chorus admin tenants update NAME [--email-recipients …] [--webhook-hosts …]   (replaces a list; none clears it)
+    chorus admin tenants rotate-secret NAME                (the new webhook secret is the last line)
+    chorus admin tenants list [--json]                     (the allow-lists, never secrets)
     chorus admin tokens create --tenant NAME [--scopes predictions:create predictions:read admin]
                                [--expires-in 30d|12h|90m|3600s]    (the token is the last line, shown once)
     chorus admin tokens list [--tenant NAME] [--json]      (never secrets or hashes)
     chorus admin tokens revoke TOKEN_ID
+    chorus admin audit --tenant NAME [--json]              (who did what, and when)
 
 Exit codes: 0 done, 1 failed (the target or the operation), 2 usage error.
 """
@@ -85,11 +89,65 @@ def _json(document: Any) -> None:
     print(json.dumps(document, indent=2))
 
 
+def recipient(value: str) -> str:
+    from chorus.model.tenancy import recipient_entry
+
+    try:
+        return recipient_entry(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def webhook_host(value: str) -> str:
+    from chorus.model.tenancy import host_entry
+
+    try:
+        return host_entry(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _lists(tenant: Any) -> str:
+    recipients = " ".join(tenant.email_recipients) or "none (no e-mail)"
+    hosts = " ".join(tenant.webhook_hosts) or "any public host"
+    return f"e-mail recipients: {recipients}; webhook hosts: {hosts}"
+
+
 def tenants_create(args: argparse.Namespace, where: Target) -> int:
     from chorus.adapters import tenants
 
-    tenant = tenants.create_tenant(args.name, created_by=where.identity)
+    tenant = tenants.create_tenant(
+        args.name,
+        created_by=where.identity,
+        email_recipients=args.email_recipients or (),
+        webhook_hosts=args.webhook_hosts or (),
+    )
     print(f"created tenant {tenant.tenant} on {where.description}")
+    print(_lists(tenant))
+    return 0
+
+
+def tenants_update(args: argparse.Namespace, where: Target) -> int:
+    from chorus.adapters import tenants
+
+    if args.email_recipients is None and args.webhook_hosts is None:
+        return _fail("nothing to update: give --email-recipients and/or --webhook-hosts")
+    tenant = tenants.update_tenant(
+        args.name, updated_by=where.identity, email_recipients=args.email_recipients, webhook_hosts=args.webhook_hosts
+    )
+    print(f"updated tenant {tenant.tenant} on {where.description}")
+    print(_lists(tenant))
+    return 0
+
+
+def tenants_rotate_secret(args: argparse.Namespace, where: Target) -> int:
+    from chorus.adapters import tenants
+
+    tenant = tenants.rotate_webhook_secret(args.name, rotated_by=where.identity)
+    print(f"rotated the webhook secret of tenant {tenant.tenant} on {where.description}")
+    print(f"the previous secret keeps signing beside it until {_when(tenant.previous_webhook_secret_expires_at)}")
+    print("the new secret follows:")
+    print(tenant.webhook_secret)
     return 0
 
 
@@ -98,12 +156,47 @@ def tenants_list(args: argparse.Namespace, where: Target) -> int:
 
     found = tenants.list_tenants()
     if args.json:
-        _json([t.model_dump(mode="json", by_alias=True) for t in found])
+        _json([t.public() for t in found])  # never the secrets
     elif not found:
         print(f"no tenants on {where.description}")
     else:
-        _table([[t.tenant, _when(t.created_at), t.created_by] for t in found], ["TENANT", "CREATED", "CREATED BY"])
+        _table(
+            [
+                [
+                    t.tenant,
+                    _when(t.created_at),
+                    t.created_by,
+                    ",".join(t.email_recipients) or "-",
+                    ",".join(t.webhook_hosts) or "(any)",
+                ]
+                for t in found
+            ],
+            ["TENANT", "CREATED", "CREATED BY", "E-MAIL RECIPIENTS", "WEBHOOK HOSTS"],
+        )
     return 0
+
+
+def audit_list(args: argparse.Namespace, where: Target) -> int:
+    from chorus.adapters import audit
+
+    events = audit.list_events(args.tenant)
+    if args.json:
+        _json([e.model_dump(mode="json") for e in events])
+    elif not events:
+        print(f"no audit events for tenant {args.tenant} on {where.description}")
+    else:
+        _table(
+            [
+                [e.moment, e.action, e.actor, " ".join(f"{k}={_detail(v)}" for k, v in sorted(e.details.items()))]
+                for e in events
+            ],
+            ["AT", "ACTION", "BY", "DETAILS"],
+        )
+    return 0
+
+
+def _detail(value: Any) -> str:
+    return ",".join(value) if isinstance(value, list) else str(value)
 
 
 def tokens_create(args: argparse.Namespace, where: Target) -> int:
@@ -167,7 +260,7 @@ def tokens_list(args: argparse.Namespace, where: Target) -> int:
 def tokens_revoke(args: argparse.Namespace, where: Target) -> int:
     from chorus.adapters import tenants
 
-    token = tenants.revoke_token(args.token_id)
+    token = tenants.revoke_token(args.token_id, revoked_by=where.identity)
     print(f"revoked token {token.token_id} of tenant {token.tenant} on {where.description}")
     return 0
 
@@ -198,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
-    admin = commands.add_parser("admin", help="tenants and API tokens").add_subparsers(
+    admin = commands.add_parser("admin", help="tenants, API tokens and the audit trail").add_subparsers(
         dest="resource", metavar="RESOURCE", required=True
     )
     common = [_target_options()]
@@ -208,9 +301,36 @@ def build_parser() -> argparse.ArgumentParser:
     tenants = admin.add_parser("tenants", help="who may call Chorus").add_subparsers(
         dest="action", metavar="ACTION", required=True
     )
-    create = tenants.add_parser("create", parents=common, help="create a tenant")
+    allow_lists = argparse.ArgumentParser(add_help=False)
+    allow_lists.add_argument(
+        "--email-recipients",
+        nargs="*",
+        type=recipient,
+        metavar="RECIPIENT",
+        help="addresses (a@x.com) or domains (@x.com) e-mail callbacks may go to (default: none, no e-mail)",
+    )
+    allow_lists.add_argument(
+        "--webhook-hosts",
+        nargs="*",
+        type=webhook_host,
+        metavar="HOST",
+        help="host names (h.x.com) or subdomains (*.x.com) webhooks may go to (default: any public host)",
+    )
+    create = tenants.add_parser("create", parents=[*common, allow_lists], help="create a tenant")
     create.add_argument("name", type=tenant_name, metavar="NAME")
     create.set_defaults(run=tenants_create)
+    update = tenants.add_parser(
+        "update", parents=[*common, allow_lists], help="replace a tenant's allow-lists (an empty list clears one)"
+    )
+    update.add_argument("name", type=tenant_name, metavar="NAME")
+    update.set_defaults(run=tenants_update)
+    rotate = tenants.add_parser(
+        "rotate-secret",
+        parents=common,
+        help="a new webhook signing secret (the last line); the old one signs beside it for 24 h",
+    )
+    rotate.add_argument("name", type=tenant_name, metavar="NAME")
+    rotate.set_defaults(run=tenants_rotate_secret)
     tenants.add_parser("list", parents=[*common, listing], help="list tenants").set_defaults(run=tenants_list)
 
     tokens = admin.add_parser("tokens", help="a tenant's API tokens").add_subparsers(
@@ -233,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = tokens.add_parser("revoke", parents=common, help="revoke a token")
     revoke.add_argument("token_id", type=token_id, metavar="TOKEN_ID")
     revoke.set_defaults(run=tokens_revoke)
+
+    audit = admin.add_parser("audit", parents=[*common, listing], help="a tenant's audit trail, oldest first")
+    audit.add_argument("--tenant", required=True, type=tenant_name, metavar="NAME")
+    audit.set_defaults(run=audit_list)
     return parser
 
 

@@ -1,7 +1,7 @@
 """Which Chorus the CLI administers: a deployed stack (`--stack-name`) or `make local` (`--local`).
 
 Either way the outcome is the same: the environment variables the product's own settings read
-(TENANTS_TABLE, TOKENS_TABLE) name the stack's tables, boto3's default session points at the right
+(TENANTS_TABLE, TOKENS_TABLE, AUDIT_TABLE) name the stack's tables, boto3's default session points at the right
 account or endpoint, and the product's cached settings and clients are forgotten, so the next
 `chorus.adapters.tenants` call uses them.
 """
@@ -19,7 +19,7 @@ import boto3
 from chorus_cli import REPO_ROOT
 
 DEFAULT_READY_FILE = REPO_ROOT / ".chorus-local.json"
-TABLES = {"TenantsTable": "TENANTS_TABLE", "TokensTable": "TOKENS_TABLE"}
+TABLES = {"TenantsTable": "TENANTS_TABLE", "TokensTable": "TOKENS_TABLE", "AuditTable": "AUDIT_TABLE"}
 LOCAL_REGION = "us-east-1"
 LOCAL_IDENTITY = "local"
 

@@ -9,7 +9,7 @@
 `--ready-file` receives {"api_url", "aws_endpoint_url", "webhook_secret", "api_token",
 "resources"} once everything answers (tests wait for it); `resources` maps every created
 resource's logical id to its physical name (a table's name, a queue's URL, a topic's ARN).
-The webhook secret comes from CHORUS_WEBHOOK_SECRET, the API token of tenant `local` (every
+Tenant `local`'s webhook signing secret comes from CHORUS_WEBHOOK_SECRET, its API token (every
 scope) from CHORUS_API_TOKEN; either is generated when unset, and both are printed.
 """
 
@@ -137,7 +137,7 @@ def _banner(stack: LocalStack) -> str:
 Chorus local stack is up ({stack.startup_seconds:.1f} s)
   REST API       {api}/v1   (also without the /v1 prefix)
   AWS endpoint   {aws}   (S3, DynamoDB, SQS, SNS, SES, SSM, Step Functions, Lambda, SageMaker runtime)
-  webhook secret {stack.webhook_secret}
+  webhook secret {stack.webhook_secret}   (tenant local's)
 {token_lines}
   aws --endpoint-url {aws} s3 ls
   aws --endpoint-url {aws} dynamodb scan --table-name {table}

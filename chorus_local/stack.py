@@ -3,7 +3,7 @@
 Start-up order (each step needs the previous one):
 1. moto + the AWS gateway on 127.0.0.1:<aws_port> (MOTO_PORT set, Step Functions execution on);
 2. provisioning from template.yaml (parameters: template defaults < local defaults < overrides),
-   plus the webhook secret in SSM, and tenant `local` with an all-scopes API token
+   plus tenant `local`, signing webhooks with the stack's webhook secret, with an all-scopes API token
    (CHORUS_API_TOKEN or a new one; chorus_local/tenancy.py) when the template has the tenancy tables;
 3. the SageMaker runtime, after the demo models are trained (cached after the first run);
 4. the Lambda runtime (worker pools, warmed in the background);
@@ -29,7 +29,7 @@ from chorus_local.cloudformation import AWS_SIDE_ONLY_TYPES, ProvisionedStack, P
 from chorus_local.event_sources import SnsDeliveries, SqsPoller
 from chorus_local.gateway import AwsEndpoint, AwsGateway, WsgiServer, gateway_server
 from chorus_local.lambda_runtime import DEFAULT_RETRY_DELAYS, LambdaRuntime, LogSink
-from chorus_local.tenancy import API_TOKEN_ENV, TENANTS_TABLE, TOKENS_TABLE, create_local_token
+from chorus_local.tenancy import API_TOKEN_ENV, AUDIT_TABLE, TENANTS_TABLE, TOKENS_TABLE, create_local_token
 
 if TYPE_CHECKING:
     from chorus_local.sagemaker import EndpointConfig, SageMakerRuntime
@@ -47,7 +47,6 @@ LOCAL_PARAMETER_DEFAULTS = {
     "WebhookAttemptSeconds": "2",
 }
 WEBHOOK_SECRET_ENV = "CHORUS_WEBHOOK_SECRET"
-WEBHOOK_SECRET_PARAMETER = "WebhookSecretParameter"
 # Logical ids from docs/contracts.md that the SageMaker runtime writes and publishes to.
 PAYLOADS_BUCKET, SUCCESS_TOPIC, ERROR_TOPIC = "PayloadsBucket", "SuccessTopic", "ErrorTopic"
 
@@ -203,14 +202,6 @@ class LocalStack:
         )
         self.provisioned = provisioner.provision()
         parameters = self.provisioned.parameters
-        if WEBHOOK_SECRET_PARAMETER in parameters:
-            # CloudFormation cannot create SecureStrings; in AWS an operator does this once.
-            self.endpoint.client("ssm").put_parameter(
-                Name=str(parameters[WEBHOOK_SECRET_PARAMETER]),
-                Value=self.webhook_secret,
-                Type="SecureString",
-                Overwrite=True,
-            )
         log.info(
             "provisioned %d resources from %s (%s)",
             len(self.provisioned.resources),
@@ -221,8 +212,8 @@ class LocalStack:
     def _create_api_token(self) -> None:
         assert self.provisioned is not None and self.endpoint is not None
         refs = self.provisioned.refs
-        if TENANTS_TABLE not in refs or TOKENS_TABLE not in refs:
-            log.info("the template has no %s and %s: no API token", TENANTS_TABLE, TOKENS_TABLE)
+        if TENANTS_TABLE not in refs or TOKENS_TABLE not in refs or AUDIT_TABLE not in refs:
+            log.info("the template has no %s, %s and %s: no API token", TENANTS_TABLE, TOKENS_TABLE, AUDIT_TABLE)
             return
         self.api_token = create_local_token(
             self.repo_root,
@@ -230,6 +221,8 @@ class LocalStack:
             self.endpoint.region,
             str(refs[TENANTS_TABLE]),
             str(refs[TOKENS_TABLE]),
+            str(refs[AUDIT_TABLE]),
+            self.webhook_secret,
             self._requested_token,
         )
         log.info("tenant local has an API token with every scope (id %s)", self.api_token.split("_")[1])

@@ -2,9 +2,11 @@
 
 After provisioning, tenant `local` gets a token with every scope (`admin`, `predictions:create`,
 `predictions:read`): CHORUS_API_TOKEN if set (it must look like chr_<12 hex>_<43 URL-safe
-characters>), else a new one. The product's own `chorus.adapters.tenants` stores them, run as a
-CLI would: in a child process with the layer on its path, the tables' names in TENANTS_TABLE and
-TOKENS_TABLE and AWS_ENDPOINT_URL pointing at the stack (so the stack's process environment and
+characters>), else a new one. Its webhook signing secret is the stack's (CHORUS_WEBHOOK_SECRET if
+set, else a new one: the banner's and the ready file's `webhook_secret`), and it may e-mail anyone
+at example.com. The product's own `chorus.adapters.tenants` stores them, run as a CLI would: in a
+child process with the layer on its path, the tables' names in TENANTS_TABLE, TOKENS_TABLE and
+AUDIT_TABLE and AWS_ENDPOINT_URL pointing at the stack (so the stack's process environment and
 cached clients are left alone).
 """
 
@@ -19,7 +21,9 @@ from pathlib import Path
 
 LOCAL_TENANT = "local"
 API_TOKEN_ENV = "CHORUS_API_TOKEN"
-TENANTS_TABLE, TOKENS_TABLE = "TenantsTable", "TokensTable"  # logical ids (docs/contracts.md)
+TENANTS_TABLE, TOKENS_TABLE, AUDIT_TABLE = "TenantsTable", "TokensTable", "AuditTable"  # logical ids
+WEBHOOK_SECRET_ENV = "CHORUS_LOCAL_TENANT_WEBHOOK_SECRET"  # to the child process only
+LOCAL_EMAIL_RECIPIENTS = ("@example.com",)
 TOKEN_FORMAT = "chr_<12 hex characters>_<43 URL-safe base64 characters>"
 
 
@@ -33,9 +37,12 @@ def create_local_token(
     region: str,
     tenants_table: str,
     tokens_table: str,
+    audit_table: str,
+    webhook_secret: str,
     token: str = "",
 ) -> str:
-    """Create tenant `local` and its all-scopes token (`token`, or a new one); returns the token."""
+    """Create tenant `local` (signing webhooks with `webhook_secret`) and its all-scopes token
+    (`token`, or a new one); returns the token."""
     environment = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "AWS_SESSION_TOKEN")}
     python_path = [str(repo_root / "layers" / "chorus"), str(repo_root)]
     if environment.get("PYTHONPATH"):
@@ -48,8 +55,9 @@ def create_local_token(
         AWS_SECRET_ACCESS_KEY="testing",
         TENANTS_TABLE=tenants_table,
         TOKENS_TABLE=tokens_table,
+        AUDIT_TABLE=audit_table,
         POWERTOOLS_SERVICE_NAME="chorus",
-        **{API_TOKEN_ENV: token},
+        **{API_TOKEN_ENV: token, WEBHOOK_SECRET_ENV: webhook_secret},
     )
     completed = subprocess.run(
         [sys.executable, "-m", "chorus_local.tenancy"],
@@ -76,7 +84,12 @@ def _main() -> int:  # pragma: no cover - runs in the child process
         return 2
     try:
         with contextlib.suppress(tenants.TenantExists):  # a stack is empty at start; harmless if not
-            tenants.create_tenant(LOCAL_TENANT, created_by="make local")
+            tenants.create_tenant(
+                LOCAL_TENANT,
+                created_by="make local",
+                email_recipients=LOCAL_EMAIL_RECIPIENTS,
+                webhook_secret=os.environ[WEBHOOK_SECRET_ENV],
+            )
         _, plaintext = tenants.create_token(
             LOCAL_TENANT, [Scope.ADMIN, Scope.CREATE, Scope.READ], created_by="make local", secret_token=supplied
         )

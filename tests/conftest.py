@@ -14,19 +14,18 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 
 
 def _reset_chorus_caches() -> None:
-    from chorus.adapters import notifier
     from chorus.core import clients, settings
     from chorus.model import registry
 
     settings.load.cache_clear()
     clients.reset_clients()
     registry._load.cache_clear()
-    notifier._ssm.cache_clear()
 
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """A moto account holding the stack's tables, bucket, topics, secret and sender."""
+    """A moto account holding the stack's tables, bucket, topics and sender, and the sample events'
+    two tenants (aws_resources.seed_tenants)."""
     from moto import mock_aws
 
     for variable in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
@@ -43,7 +42,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
             PREDICTIONS_TABLE=aws_resources.TABLE,
             IDEMPOTENCY_TABLE=aws_resources.IDEMPOTENCY_TABLE,
             PAYLOADS_BUCKET=aws_resources.BUCKET,
-            WEBHOOK_SECRET_PARAMETER=aws_resources.SECRET_PARAMETER,
             SENDER_EMAIL=aws_resources.SENDER,
             STATE_MACHINE_ARN_PREFIX="arn:aws:states:us-east-1:123456789012:stateMachine:chorus-test-",
             WEBHOOK_ALLOWED_NETWORKS="",
@@ -53,5 +51,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         _reset_chorus_caches()
+        aws_resources.seed_tenants()
         yield env
     _reset_chorus_caches()

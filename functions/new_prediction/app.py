@@ -1,5 +1,6 @@
-"""new-prediction: POST /predictions, POST /predictions/{id}/cancel and
-POST /predictions/{id}/webhook/redeliver — the routes that change predictions."""
+"""new-prediction: POST /predictions, POST /predictions/{id}/cancel,
+POST /predictions/{id}/webhook/redeliver — the routes that change predictions — and
+POST /webhooks/secret/rotate (admin)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from chorus.core import settings
 from chorus.core.clients import client
 from chorus.core.errors import IdempotencyConflict
 from chorus.core.observability import logger, metrics, tracer
-from chorus.domain import cancel, deliveries, queries, submit
+from chorus.domain import cancel, deliveries, queries, submit, webhook_secrets
 from chorus.model.tenancy import Caller, Scope
 
 app = create_resolver()
@@ -99,6 +100,14 @@ def redeliver_webhook(prediction_id: PredictionId) -> Response[dict[str, Any]]:
     caller = authorize(app.current_event.raw_event, Scope.CREATE)
     deliveries.redeliver(caller, prediction_id)
     return json_response(202, queries.describe(caller, prediction_id))
+
+
+@app.post("/webhooks/secret/rotate")
+def rotate_webhook_secret() -> Response[dict[str, Any]]:
+    """A new webhook signing secret for the caller's tenant; the previous one keeps signing beside
+    it for 24 hours (both signatures in `webhook-signature`)."""
+    caller = authorize(app.current_event.raw_event, Scope.ADMIN)
+    return json_response(200, webhook_secrets.rotate(caller))
 
 
 def _prefer_wait(header: str | None) -> int:

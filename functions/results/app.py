@@ -1,4 +1,4 @@
-"""results: GET /predictions, GET /predictions/{id} and GET /services."""
+"""results: GET /predictions, GET /predictions/{id}, GET /services and GET /webhooks/secret."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from chorus.api.models import PREDICTION_ID_PATTERN, PredictionId
 from chorus.api.resolver import create_resolver, json_response
 from chorus.core.errors import InvalidRequest
 from chorus.core.observability import logger, metrics, tracer
-from chorus.domain import queries
+from chorus.domain import queries, webhook_secrets
 from chorus.model.records import Status
 from chorus.model.registry import get_registry
 from chorus.model.tenancy import Scope
@@ -98,6 +98,13 @@ def list_services() -> Response[dict[str, Any]]:
         for s in get_registry().services
     ]
     return json_response(200, {"services": services})
+
+
+@app.get("/webhooks/secret")
+def get_webhook_secret() -> Response[dict[str, Any]]:
+    """The caller's tenant's webhook signing secret, `{"key": "whsec_…"}`, to verify webhooks with."""
+    caller = authorize(app.current_event.raw_event, Scope.READ)
+    return json_response(200, webhook_secrets.current(caller))
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

@@ -5,7 +5,9 @@ the CLI proven end to end too).
 A tenant never sees another's predictions (a foreign id is the same 404 as an unknown one on every
 route), lists only its own (newest first, paged by an opaque cursor, filtered), has Idempotency-Keys
 of its own; and the authorizer refuses a missing, malformed, unknown, revoked or expired token (401)
-and a token without the scope a route needs (403), every refusal in the API's error shape.
+and a token without the scope a route needs (403), every refusal in the API's error shape. Each
+tenant's webhooks are signed with its own secret (both old and new during a rotation), its e-mail
+goes only to recipients it allows, and what administrators did is in the audit trail.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from typing import Any
 
 import pytest
 import requests
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.e2e.client import ChorusClient, bearer, digit_pixels
 from tests.e2e.conftest import REPO_ROOT, RunningStack
+from tests.support.webhook_receiver import WebhookReceiver
 
 UPLOAD = {"service": "digits-forest", "contentType": "image/png"}  # waits for its upload: no model runs
 UNKNOWN_ID = "0" * 32
@@ -382,3 +386,117 @@ def test_the_use_of_a_token_is_recorded(tenancy_stack, new_tenant):
         timeout=15,
     )
     assert used, "lastUsedAt was not recorded"
+
+
+# --- per-tenant webhook secrets, allow-lists and the audit trail ------------------------------------------
+
+
+@pytest.fixture
+def receiver() -> Any:
+    server = WebhookReceiver()
+    yield server
+    server.close()
+
+
+def webhook_secret(client: ChorusClient) -> str:
+    response = client.request("GET", "/webhooks/secret")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"key"} and body["key"].startswith("whsec_"), body
+    return str(body["key"])
+
+
+def one_webhook(client: ChorusClient, receiver: WebhookReceiver) -> Any:
+    """A prediction with a webhook, canceled (which announces it); the webhook as it arrived."""
+    before = len(receiver.received)
+    created = client.create({**UPLOAD, "callback": {"type": "webhook", "url": receiver.url}})
+    assert client.cancel(created["id"]).status_code == 200
+    assert eventually(lambda: len(receiver.received) > before, timeout=30), "the webhook never arrived"
+    [arrived] = [r for r in receiver.received[before:] if json.loads(r.body)["id"] == created["id"]]
+    return arrived
+
+
+def verifies(secret: str, arrived: Any) -> bool:
+    try:
+        Webhook(secret).verify(arrived.body, arrived.headers)
+    except WebhookVerificationError:
+        return False
+    return True
+
+
+def test_the_local_tenants_webhook_secret_is_the_stacks(tenancy_stack, mine):
+    assert webhook_secret(mine) == tenancy_stack.webhook_secret
+
+
+def test_each_tenants_webhooks_verify_with_its_own_secret_also_during_a_rotation(new_tenant, receiver):
+    # Given two tenants, each with an admin token, and their secrets as GET /webhooks/secret gives them
+    _, first = new_tenant("signer-a", "--scopes", "admin")
+    _, second = new_tenant("signer-b", "--scopes", "admin")
+    first_secret, second_secret = webhook_secret(first), webhook_secret(second)
+    assert first_secret != second_secret
+    # When each gets a webhook, Then it verifies with its tenant's secret and not with the other's
+    arrived = one_webhook(first, receiver)
+    assert verifies(first_secret, arrived) and not verifies(second_secret, arrived)
+    arrived = one_webhook(second, receiver)
+    assert verifies(second_secret, arrived) and not verifies(first_secret, arrived)
+    # When the first tenant rotates its secret
+    rotated = first.request("POST", "/webhooks/secret/rotate")
+    assert rotated.status_code == 200, rotated.text
+    new_secret = rotated.json()["key"]
+    assert new_secret not in {first_secret, second_secret} and webhook_secret(first) == new_secret
+    # Then its webhooks carry both signatures for the overlap: a receiver holding either verifies,
+    # one holding the other tenant's secret does not
+    arrived = one_webhook(first, receiver)
+    assert len(arrived.headers["webhook-signature"].split(" ")) == 2
+    assert verifies(new_secret, arrived) and verifies(first_secret, arrived)
+    assert not verifies(second_secret, arrived)
+    # And the other tenant's webhooks are untouched
+    arrived = one_webhook(second, receiver)
+    assert verifies(second_secret, arrived) and not verifies(new_secret, arrived)
+
+
+def test_rotating_the_secret_needs_admin(new_tenant):
+    _, client = new_tenant("no-admin")  # predictions:create predictions:read
+    before = webhook_secret(client)
+    assert_error(client.request("POST", "/webhooks/secret/rotate"), 403)
+    assert webhook_secret(client) == before
+
+
+def test_email_to_a_recipient_the_tenant_has_not_allowed_is_refused(tenancy_stack, mine, new_tenant):
+    # The local tenant may e-mail example.com (make local's allow-list), nobody else
+    email = {**UPLOAD, "callback": {"type": "email", "address": "claims@example.org"}}
+    assert_error(mine.submit(email), 400, "invalid_callback")
+    # A new tenant may send no e-mail at all until an administrator allows recipients
+    name, client = new_tenant("mailer")
+    allowed = {**UPLOAD, "callback": {"type": "email", "address": "claims@example.com"}}
+    assert_error(client.submit(allowed), 400, "invalid_callback")
+    chorus(tenancy_stack, "tenants", "update", name, "--email-recipients", "claims@example.com")
+    assert client.submit(allowed).status_code == 202
+    assert_error(client.submit({**UPLOAD, "callback": {"type": "email", "address": "other@example.com"}}), 400)
+
+
+def test_webhook_hosts_restrict_where_webhooks_go(tenancy_stack, new_tenant, receiver):
+    name, client = new_tenant("hosts")
+    chorus(tenancy_stack, "tenants", "update", name, "--webhook-hosts", "hooks.example.com")
+    assert_error(
+        client.submit({**UPLOAD, "callback": {"type": "webhook", "url": receiver.url}}), 400, "invalid_callback"
+    )
+    chorus(tenancy_stack, "tenants", "update", name, "--webhook-hosts", "hooks.example.com", "127.0.0.1")
+    assert client.submit({**UPLOAD, "callback": {"type": "webhook", "url": receiver.url}}).status_code == 202
+
+
+def test_the_audit_trail_records_what_administrators_did(tenancy_stack, new_tenant):
+    name, client = new_tenant("audited", "--scopes", "admin")
+    assert client.token
+    assert client.request("POST", "/webhooks/secret/rotate").status_code == 200
+    chorus(tenancy_stack, "tokens", "revoke", token_id(client.token))
+    events = json.loads(chorus(tenancy_stack, "audit", "--tenant", name, "--json"))
+    assert [(e["action"], e["actor"]) for e in events] == [
+        ("tenant.created", "local"),
+        ("token.created", "local"),
+        ("webhook_secret.rotated", f"token:{token_id(client.token)}"),
+        ("token.revoked", "local"),
+    ]
+    assert "whsec_" not in json.dumps(events)
+    listed = json.loads(chorus(tenancy_stack, "tenants", "list", "--json"))
+    assert "whsec_" not in json.dumps(listed)

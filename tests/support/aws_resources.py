@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 BUCKET = "chorus-test-payloads"
 TABLE = "chorus-test-predictions"
 IDEMPOTENCY_TABLE = "chorus-test-idempotency"
-SECRET_PARAMETER = "/chorus/test/webhook-secret"
-WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the seeded tenants' webhook signing secret
+TENANCY_TABLES = {"TenantsTable": "TENANTS_TABLE", "TokensTable": "TOKENS_TABLE", "AuditTable": "AUDIT_TABLE"}
+ALLOWED_RECIPIENTS = ("@example.com",)  # the seeded tenants may e-mail anyone at example.com
 SENDER = "noreply@chorus.example.com"
 
 
@@ -48,13 +49,16 @@ def create_table(logical_id: str, name: str) -> None:
 
 
 def provision() -> dict[str, str]:
-    """Tables, bucket, topics (each with an observing queue), SSM secret and SES sender."""
+    """Tables, bucket, topics (each with an observing queue) and SES sender."""
     create_table("PredictionsTable", TABLE)
     create_table("IdempotencyTable", IDEMPOTENCY_TABLE)
+    env: dict[str, str] = {}
+    for logical_id, variable in TENANCY_TABLES.items():
+        create_table(logical_id, f"chorus-test-{logical_id}")
+        env[variable] = f"chorus-test-{logical_id}"
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     sns = boto3.client("sns")
     sqs = boto3.client("sqs")
-    env: dict[str, str] = {}
     for logical_id, variable in (("SuccessTopic", "SUCCESS_TOPIC_ARN"), ("ErrorTopic", "ERROR_TOPIC_ARN")):
         topic_arn = sns.create_topic(Name=f"chorus-test-{logical_id}")["TopicArn"]
         queue_url = sqs.create_queue(QueueName=f"observe-{logical_id}")["QueueUrl"]
@@ -71,9 +75,17 @@ def provision() -> dict[str, str]:
         QueueName="chorus-test-deliveries",
         Attributes={"VisibilityTimeout": str(delivery_queue["VisibilityTimeout"])},
     )["QueueUrl"]
-    boto3.client("ssm").put_parameter(Name=SECRET_PARAMETER, Value=WEBHOOK_SECRET, Type="SecureString")
     boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
     return env
+
+
+def seed_tenants() -> None:
+    """The sample events' tenants (TENANT, OTHER_TENANT), signing with WEBHOOK_SECRET and allowed to
+    e-mail ALLOWED_RECIPIENTS (the settings must point at the tables already)."""
+    from chorus.adapters import tenants
+
+    for name in (TENANT, OTHER_TENANT):
+        tenants.create_tenant(name, "tests", email_recipients=ALLOWED_RECIPIENTS, webhook_secret=WEBHOOK_SECRET)
 
 
 def published(logical_id: str) -> list[dict[str, Any]]:

@@ -20,18 +20,10 @@ BASE = "arn:aws:execute-api:eu-west-1:111122223333:abc123/v1/"
 
 
 @pytest.fixture
-def tenancy(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The tenancy tables as template.yaml defines them, and tenant `acme`."""
+def tenancy(aws: dict[str, str]) -> Any:
+    """The tenancy tables as template.yaml defines them, and tenant `acme` (the `aws` fixture's)."""
     from chorus.adapters import tenants
 
-    for logical_id, variable in (("TenantsTable", "TENANTS_TABLE"), ("TokensTable", "TOKENS_TABLE")):
-        name = f"chorus-test-{logical_id}"
-        aws_resources.create_table(logical_id, name)
-        monkeypatch.setenv(variable, name)
-    from chorus.core import settings
-
-    settings.load.cache_clear()
-    tenants.create_tenant("acme", created_by="tests")
     return tenants
 
 
@@ -64,7 +56,12 @@ def test_a_valid_token_gets_its_routes_its_identity_and_is_touched(tenancy: Any)
                 {
                     "Action": "execute-api:Invoke",
                     "Effect": "Allow",
-                    "Resource": [BASE + "GET/predictions", BASE + "GET/predictions/*", BASE + "GET/services"],
+                    "Resource": [
+                        BASE + "GET/predictions",
+                        BASE + "GET/predictions/*",
+                        BASE + "GET/services",
+                        BASE + "GET/webhooks/secret",
+                    ],
                 }
             ],
         },
@@ -160,7 +157,7 @@ def test_a_revoked_token_is_refused_and_not_touched(tenancy: Any) -> None:
     from chorus.domain import authorize
 
     token, plaintext = tenancy.create_token("acme", [Scope.ADMIN], created_by="tests")
-    tenancy.revoke_token(token.token_id)
+    tenancy.revoke_token(token.token_id, revoked_by="tests")
     with pytest.raises(authorize.Refused, match="revoked"):
         authorize.authorize(event(bearer(plaintext)))
     assert tenancy.find_token(token.token_id).last_used_at is None
@@ -170,7 +167,7 @@ def test_a_revoked_token_is_refused_and_not_touched(tenancy: Any) -> None:
     ("scopes", "routes"),
     [
         ([Scope.CREATE], ["POST/predictions", "POST/predictions/*/cancel", "POST/predictions/*/webhook/redeliver"]),
-        ([Scope.READ], ["GET/predictions", "GET/predictions/*", "GET/services"]),
+        ([Scope.READ], ["GET/predictions", "GET/predictions/*", "GET/services", "GET/webhooks/secret"]),
         ([Scope.ADMIN], ["*/*"]),
         (
             [Scope.CREATE, Scope.READ],
@@ -178,6 +175,7 @@ def test_a_revoked_token_is_refused_and_not_touched(tenancy: Any) -> None:
                 "GET/predictions",
                 "GET/predictions/*",
                 "GET/services",
+                "GET/webhooks/secret",
                 "POST/predictions",
                 "POST/predictions/*/cancel",
                 "POST/predictions/*/webhook/redeliver",

@@ -19,7 +19,7 @@ import pytest
 from tests.support.aws_resources import REPO, create_table, resource
 
 STACK = "chorus-cli-test"
-TABLES = {"TenantsTable": "chorus-cli-tenants", "TokensTable": "chorus-cli-tokens"}
+TABLES = {"TenantsTable": "chorus-cli-tenants", "TokensTable": "chorus-cli-tokens", "AuditTable": "chorus-cli-audit"}
 _ENV = (
     "AWS_ENDPOINT_URL",
     "AWS_PROFILE",
@@ -30,6 +30,7 @@ _ENV = (
     "AWS_DEFAULT_REGION",
     "TENANTS_TABLE",
     "TOKENS_TABLE",
+    "AUDIT_TABLE",
 )
 
 
@@ -58,7 +59,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def create_tenancy_tables(names: dict[str, str] | None = None) -> dict[str, str]:
-    """TenantsTable and TokensTable as template.yaml declares them."""
+    """TenantsTable, TokensTable and AuditTable as template.yaml declares them."""
     names = names or TABLES
     for logical_id, name in names.items():
         create_table(logical_id, name)
@@ -168,6 +169,80 @@ def test_a_tenant_that_exists_already_is_a_one_line_failure(deployed, capsys):
     code, out, err = chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and "already exists" in err
+
+
+def test_allow_lists_are_set_on_create_replaced_on_update_and_listed_without_secrets(deployed, capsys):
+    from chorus.adapters import tenants
+
+    code, out, _ = chorus(
+        capsys,
+        "admin",
+        "tenants",
+        "create",
+        "acme",
+        "--email-recipients",
+        "Claims@Acme.com",
+        "@acme.org",
+        "--webhook-hosts",
+        "hooks.acme.com",
+        "*.acme.io",
+        *at(deployed),
+    )
+    assert code == 0 and "claims@acme.com @acme.org" in out and "hooks.acme.com *.acme.io" in out
+    secret = tenants.find_tenant("acme").webhook_secret
+    assert secret and secret.startswith("whsec_")
+    # An update replaces only the lists it names; an empty list clears one
+    code, out, _ = chorus(capsys, "admin", "tenants", "update", "acme", "--webhook-hosts", *at(deployed))
+    assert code == 0 and "any public host" in out
+    stored = tenants.find_tenant("acme")
+    assert stored.email_recipients == ("claims@acme.com", "@acme.org") and stored.webhook_hosts == ()
+    code, out, _ = chorus(capsys, "admin", "tenants", "list", "--json", *at(deployed))
+    [listed] = json.loads(out)
+    assert listed["emailRecipients"] == ["claims@acme.com", "@acme.org"] and listed["webhookHosts"] == []
+    assert secret not in out and "webhookSecret" not in out
+    code, out, _ = chorus(capsys, "admin", "tenants", "list", *at(deployed))
+    assert code == 0 and "@acme.org" in out and secret not in out
+
+
+def test_update_needs_something_to_update_and_an_existing_tenant(deployed, capsys):
+    chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
+    assert chorus(capsys, "admin", "tenants", "update", "acme", *at(deployed))[0] == 1
+    code, _, err = chorus(capsys, "admin", "tenants", "update", "nobody", "--email-recipients", "@x.com", *at(deployed))
+    assert code == 1 and "does not exist" in err
+    assert chorus(capsys, "admin", "tenants", "update", "acme", "--email-recipients", "x", *at(deployed))[0] == 2
+
+
+def test_rotate_secret_prints_the_new_secret_last_and_keeps_the_old_one_for_a_day(deployed, capsys):
+    from chorus.adapters import tenants
+
+    chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
+    old = tenants.find_tenant("acme").webhook_secret
+    code, out, _ = chorus(capsys, "admin", "tenants", "rotate-secret", "acme", *at(deployed))
+    new = out.rstrip("\n").splitlines()[-1]
+    stored = tenants.find_tenant("acme")
+    assert code == 0 and new.startswith("whsec_") and new == stored.webhook_secret != old
+    assert stored.previous_webhook_secret == old
+
+
+def test_audit_lists_who_did_what_to_a_tenant(deployed, capsys):
+    chorus(capsys, "admin", "tenants", "create", "acme", "--email-recipients", "@acme.com", *at(deployed))
+    token = chorus(capsys, "admin", "tokens", "create", "--tenant", "acme", *at(deployed))[1].splitlines()[-1]
+    chorus(capsys, "admin", "tokens", "revoke", token, *at(deployed))
+    chorus(capsys, "admin", "tenants", "rotate-secret", "acme", *at(deployed))
+    code, out, _ = chorus(capsys, "admin", "audit", "--tenant", "acme", "--json", *at(deployed))
+    events = json.loads(out)
+    identity = boto3.client("sts").get_caller_identity()["Arn"]
+    assert code == 0
+    assert [e["action"] for e in events] == [
+        "tenant.created",
+        "token.created",
+        "token.revoked",
+        "webhook_secret.rotated",
+    ]
+    assert {e["actor"] for e in events} == {identity}
+    code, out, _ = chorus(capsys, "admin", "audit", "--tenant", "acme", *at(deployed))
+    assert code == 0 and out.splitlines()[0].split()[:3] == ["AT", "ACTION", "BY"] and "token.revoked" in out
+    assert "whsec_" not in out and token.split("_", 2)[2] not in out
 
 
 # --- tokens -----------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ def test_openapi_document_describes_the_prediction_request():
         "/predictions/{prediction_id}/cancel",
         "/predictions/{prediction_id}/webhook/redeliver",
         "/services",
+        "/webhooks/secret",
+        "/webhooks/secret/rotate",
     }
     assert set(document["paths"]["/predictions"]) == {"get", "post"}
     listing = {p["name"] for p in document["paths"]["/predictions"]["get"]["parameters"]}

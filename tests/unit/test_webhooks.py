@@ -9,12 +9,13 @@ import socket
 import time
 
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from chorus.adapters import webhooks
 from chorus.adapters.webhooks import Outcome
 from chorus.core.errors import WebhookRefused
 from chorus.core.settings import WebhookGuardSettings
+from chorus.model.tenancy import new_webhook_secret
 from tests.support.webhook_receiver import SlowReceiver, WebhookReceiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -41,7 +42,7 @@ def receiver():
 
 def post(url: str, **kwargs) -> webhooks.Attempt:
     options = {"allowed_networks": LOOPBACK_ALLOWED, "deadline_seconds": 5.0, **kwargs}
-    return webhooks.post(url, "msg_x", b"{}", SECRET, **options)
+    return webhooks.post(url, "msg_x", b"{}", (SECRET,), **options)
 
 
 @pytest.mark.parametrize(
@@ -62,7 +63,7 @@ def post(url: str, **kwargs) -> webhooks.Attempt:
 )
 def test_non_public_targets_are_refused_before_connecting(tripwire, url):
     with pytest.raises(WebhookRefused, match="non-public"):
-        webhooks.post(url, "msg_1", b"{}", SECRET, allowed_networks=(), deadline_seconds=1)
+        webhooks.post(url, "msg_1", b"{}", (SECRET,), allowed_networks=(), deadline_seconds=1)
 
 
 def test_name_resolving_to_any_private_address_is_refused(tripwire):
@@ -75,7 +76,7 @@ def test_name_resolving_to_any_private_address_is_refused(tripwire):
             "https://hooks.example.com/x",
             "msg_1",
             b"{}",
-            SECRET,
+            (SECRET,),
             allowed_networks=(),
             deadline_seconds=1,
             resolve=resolve,
@@ -102,7 +103,7 @@ def test_an_unresolvable_host_is_retried_at_send_time_not_given_up(tripwire):
         raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
 
     attempt = webhooks.post(
-        "https://hooks.example.com/x", "m", b"{}", SECRET, allowed_networks=(), deadline_seconds=1, resolve=resolve
+        "https://hooks.example.com/x", "m", b"{}", (SECRET,), allowed_networks=(), deadline_seconds=1, resolve=resolve
     )
     assert attempt.outcome is Outcome.RETRY and "does not resolve" in attempt.detail
 
@@ -110,12 +111,30 @@ def test_an_unresolvable_host_is_retried_at_send_time_not_given_up(tripwire):
 def test_delivery_is_signed_verifiably_by_the_reference_library(receiver):
     body = json.dumps({"id": "abc", "status": "succeeded"}).encode()
     attempt = webhooks.post(
-        receiver.url, "msg_abc_completed", body, SECRET, allowed_networks=LOOPBACK_ALLOWED, deadline_seconds=5
+        receiver.url, "msg_abc_completed", body, (SECRET,), allowed_networks=LOOPBACK_ALLOWED, deadline_seconds=5
     )
     assert attempt.outcome is Outcome.DELIVERED
     [request] = receiver.received
     assert Webhook(SECRET).verify(request.body, request.headers) == {"id": "abc", "status": "succeeded"}
     assert request.headers["webhook-id"] == "msg_abc_completed"
+
+
+def test_during_a_rotation_both_secrets_sign_and_either_verifies(receiver):
+    # Given a tenant's new and previous secret, both signing (the overlap after a rotation)
+    new, old, stranger = new_webhook_secret(), SECRET, new_webhook_secret()
+    body = b'{"id":"abc"}'
+    attempt = webhooks.post(
+        receiver.url, "msg_abc_completed", body, (new, old), allowed_networks=LOOPBACK_ALLOWED, deadline_seconds=5
+    )
+    assert attempt.outcome is Outcome.DELIVERED
+    [request] = receiver.received
+    # Then the header carries two space-separated v1 signatures, and a receiver holding either secret accepts
+    assert [part[:3] for part in request.headers["webhook-signature"].split(" ")] == ["v1,", "v1,"]
+    assert Webhook(new).verify(request.body, request.headers) == {"id": "abc"}
+    assert Webhook(old).verify(request.body, request.headers) == {"id": "abc"}
+    # And one holding neither does not
+    with pytest.raises(WebhookVerificationError):
+        Webhook(stranger).verify(request.body, request.headers)
 
 
 @pytest.mark.parametrize(

@@ -179,6 +179,8 @@ def test_a_route_without_authorizer_needs_no_token(api):
 
 # --- Chorus's own authorizer, from template.yaml, with the local tenant's token ------------------
 
+LOCAL_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
 
 @pytest.fixture(scope="module")
 def chorus_api(local_stack: Any) -> Iterator[tuple[Client, str, Any]]:
@@ -199,6 +201,8 @@ def chorus_api(local_stack: Any) -> Iterator[tuple[Client, str, Any]]:
         local_stack.endpoint.region,
         str(provisioned.ref("TenantsTable")),
         str(provisioned.ref("TokensTable")),
+        str(provisioned.ref("AuditTable")),
+        LOCAL_SECRET,
     )
     rest = RestApi(provisioned.api, local_stack.runtime)
     try:
@@ -225,13 +229,25 @@ def test_the_chorus_authorizer_admits_the_local_token_and_refuses_anything_else(
     assert {s["S"] for s in item["scopes"]["L"]} == {"admin", "predictions:create", "predictions:read"}
     assert token.rsplit("_", 1)[1] not in json.dumps(item)
     assert "lastUsedAt" in item
+    # And tenant local signs webhooks with the stack's secret and may e-mail example.com
+    tenant = aws("dynamodb").get_item(TableName=provisioned.ref("TenantsTable"), Key={"tenant": {"S": "local"}})["Item"]
+    assert tenant["webhookSecret"] == {"S": LOCAL_SECRET}
+    assert tenant["emailRecipients"] == {"L": [{"S": "@example.com"}]}
+    # And GET /webhooks/secret gives it to the tenant's token
+    response = get(client, "/v1/webhooks/secret", token)
+    assert response.status_code == 200 and response.json == {"key": LOCAL_SECRET}
 
 
 def test_a_given_token_is_used_and_a_malformed_one_fails_naming_the_format(chorus_api, local_stack):
     from tests.integration.local.support import REPO_ROOT
 
     _, _, provisioned = chorus_api
-    tables = (str(provisioned.ref("TenantsTable")), str(provisioned.ref("TokensTable")))
+    tables = (
+        str(provisioned.ref("TenantsTable")),
+        str(provisioned.ref("TokensTable")),
+        str(provisioned.ref("AuditTable")),
+        LOCAL_SECRET,
+    )
     url, region = local_stack.endpoint.url, local_stack.endpoint.region
     mine = "chr_0123456789ab_" + "x" * 43
     assert tenancy.create_local_token(REPO_ROOT, url, region, *tables, token=mine) == mine

@@ -70,12 +70,15 @@ FUNCTION_SETTINGS = {
         "DeadlineQueueSettings",  # upload expiry and the client's deadline
         "DeliveryQueueSettings",  # redelivery, and a cancel announces its callback
         "WebhookGuardSettings",  # a webhook URL is vetted when the prediction is created
+        "TenantsSettings",  # the tenant's callback allow-lists; POST /webhooks/secret/rotate
+        "AuditSettings",  # a rotation is recorded
     },
     "ResultsFunction": {
         "TableSettings",
         "PayloadSettings",  # presigned output links
         "RegistrySettings",
         "DeliveryQueueSettings",  # a deadline enforced on read announces the final state
+        "TenantsSettings",  # GET /webhooks/secret
     },
     "ProcessInputFunction": {
         "TableSettings",
@@ -103,8 +106,9 @@ FUNCTION_SETTINGS = {
         "DeliveryQueueSettings",
         "WebhookSettings",
         "EmailSettings",
+        "TenantsSettings",  # the tenant's signing secrets and allow-lists
     },
-    "AuthorizerFunction": {"TenancySettings"},  # finds and touches tokens
+    "AuthorizerFunction": {"TokensSettings"},  # finds and touches tokens
 }
 
 # The variables each function is given: the required fields of its settings, and the optional
@@ -119,8 +123,10 @@ FUNCTION_ENVIRONMENT = {
         "DEADLINE_QUEUE_URL",
         "DELIVERY_QUEUE_URL",
         "WEBHOOK_ALLOWED_NETWORKS",
+        "TENANTS_TABLE",
+        "AUDIT_TABLE",
     },
-    "ResultsFunction": {"PREDICTIONS_TABLE", "PAYLOADS_BUCKET", "REGISTRY_FILE", "DELIVERY_QUEUE_URL"},
+    "ResultsFunction": {"PREDICTIONS_TABLE", "PAYLOADS_BUCKET", "REGISTRY_FILE", "DELIVERY_QUEUE_URL", "TENANTS_TABLE"},
     "ProcessInputFunction": {
         "PREDICTIONS_TABLE",
         "PAYLOADS_BUCKET",
@@ -147,14 +153,13 @@ FUNCTION_ENVIRONMENT = {
         "PAYLOADS_BUCKET",
         "REGISTRY_FILE",
         "DELIVERY_QUEUE_URL",
-        "WEBHOOK_SECRET_PARAMETER",
+        "TENANTS_TABLE",
         "WEBHOOK_ALLOWED_NETWORKS",
         "WEBHOOK_ATTEMPT_SECONDS",
         "WEBHOOK_RETRY_SCHEDULE",
         "SENDER_EMAIL",
     },
-    # TENANTS_TABLE is required by TenancySettings, though the authorizer only reads tokens.
-    "AuthorizerFunction": {"TENANTS_TABLE", "TOKENS_TABLE"},
+    "AuthorizerFunction": {"TOKENS_TABLE"},
 }
 
 # The one value each variable has, whichever function it is given to (PAYLOADS_BUCKET: the bucket's name).
@@ -172,12 +177,12 @@ ENVIRONMENT_VALUES: dict[str, Any] = {
     "SUCCESS_TOPIC_ARN": {"Ref": "SuccessTopic"},  # a topic's Ref is its ARN
     "ERROR_TOPIC_ARN": {"Ref": "ErrorTopic"},
     "UPLOAD_DLQ_ARN": {"Fn::GetAtt": ["UploadDLQ", "Arn"]},
-    "WEBHOOK_SECRET_PARAMETER": {"Ref": "WebhookSecretParameter"},
     "WEBHOOK_ATTEMPT_SECONDS": {"Ref": "WebhookAttemptSeconds"},
     "WEBHOOK_RETRY_SCHEDULE": {"Ref": "WebhookRetrySchedule"},
     "SENDER_EMAIL": {"Ref": "SenderEmail"},
     "TENANTS_TABLE": {"Ref": "TenantsTable"},
     "TOKENS_TABLE": {"Ref": "TokensTable"},
+    "AUDIT_TABLE": {"Ref": "AuditTable"},
 }
 
 # What each AWS-calling definition of the code needs: (action, target) as iam_policies.targets names them.
@@ -202,12 +207,15 @@ AWS_CALLS: dict[str, set[tuple[str, str]]] = {
     "chorus.adapters.executions._send": {("states:SendTaskSuccess", "*"), ("states:SendTaskFailure", "*")},
     "chorus.adapters.endpoints.run_sync": {("sagemaker:InvokeEndpoint", "sagemaker:endpoint")},
     "chorus.adapters.endpoints.invoke_async": {("sagemaker:InvokeEndpointAsync", "sagemaker:endpoint")},
-    "chorus.adapters.notifier._ssm": {("ssm:GetParameter", "WebhookSecretParameter")},
     "chorus.adapters.notifier.send_email": {("ses:SendEmail", "ses:identity")},
     # Tenants and tokens: the authorizer finds and touches tokens; the rest is `chorus admin`'s.
     "chorus.adapters.tenants.create_tenant": {("dynamodb:PutItem", "TenantsTable")},
     "chorus.adapters.tenants.find_tenant": {("dynamodb:GetItem", "TenantsTable")},
     "chorus.adapters.tenants.list_tenants": {("dynamodb:Scan", "TenantsTable")},
+    "chorus.adapters.tenants.update_tenant": {("dynamodb:UpdateItem", "TenantsTable")},
+    "chorus.adapters.tenants.rotate_webhook_secret": {("dynamodb:UpdateItem", "TenantsTable")},
+    "chorus.adapters.audit.record": {("dynamodb:PutItem", "AuditTable")},
+    "chorus.adapters.audit.list_events": {("dynamodb:Query", "AuditTable")},
     "chorus.adapters.tenants.create_token": {("dynamodb:PutItem", "TokensTable")},
     "chorus.adapters.tenants.find_token": {("dynamodb:GetItem", "TokensTable")},
     "chorus.adapters.tenants.list_tokens": {("dynamodb:Scan", "TokensTable")},
@@ -496,7 +504,7 @@ def test_every_configured_setting_reaches_every_function_that_reads_it(template:
 
 def test_the_webhook_secret_itself_is_never_an_environment_variable(template: dict[str, Any]) -> None:
     for name, function in functions(template).items():
-        assert "WEBHOOK_SECRET" not in environment(function), name  # only its SSM parameter's name
+        assert "WEBHOOK_SECRET" not in environment(function), name  # tenants' secrets live in TenantsTable
 
 
 def test_every_variable_has_its_one_value(template: dict[str, Any]) -> None:
@@ -1220,28 +1228,25 @@ def test_only_dispatching_functions_invoke_endpoints_or_publish_results(template
     assert others == set(resources_of(template, "AWS::Serverless::StateMachine")) | {"SageMakerEndpointPolicy"}
 
 
-def test_only_deliveries_reads_the_webhook_secret_or_sends_email(template: dict[str, Any]) -> None:
-    secret_readers = {g.owner for g in grants(template) if any(a.lower().startswith("ssm:") for a in g.actions)}
+def test_only_deliveries_sends_email_and_nothing_reads_ssm(template: dict[str, Any]) -> None:
+    # Webhook signing secrets are each tenant's, on its record in TenantsTable: no SSM parameter.
+    assert not {g.owner for g in grants(template) if any(a.lower().startswith("ssm:") for a in g.actions)}
     senders = {g.owner for g in grants(template) if any(a.lower().startswith("ses:") for a in g.actions)}
-    assert secret_readers == senders == {"DeliveriesFunction"}
+    assert senders == {"DeliveriesFunction"}
     for grant in grants(template):
-        if grant.owner != "DeliveriesFunction":
-            continue
-        if any(a.startswith("ssm:") for a in grant.actions):
-            # that one parameter, not a path under it
-            assert grant.actions == ["ssm:GetParameter"]
-            (resource,) = grant.resources
-            assert arn_text(resource).endswith(":parameter${WebhookSecretParameter}")
-        if any(a.startswith("ses:") for a in grant.actions):
+        if grant.owner == "DeliveriesFunction" and any(a.startswith("ses:") for a in grant.actions):
             # as the configured sender only
             assert grant.statement["Condition"] == {"StringEquals": {"ses:FromAddress": {"Ref": "SenderEmail"}}}
 
 
-def test_the_webhook_secret_parameter_name_makes_a_valid_arn(template: dict[str, Any]) -> None:
-    # `parameter${WebhookSecretParameter}` is an ARN only if the name starts with "/".
-    pattern = template["Parameters"]["WebhookSecretParameter"]["AllowedPattern"]
-    assert pattern.startswith("^/")
-    assert re.fullmatch(pattern, template["Parameters"]["WebhookSecretParameter"]["Default"])
+def test_only_chorus_admin_and_the_secret_routes_write_tenants(template: dict[str, Any]) -> None:
+    writers = {
+        g.owner
+        for g in grants(template)
+        if any(matches(a, "dynamodb:UpdateItem") or matches(a, "dynamodb:PutItem") for a in g.actions)
+        and any("TenantsTable" in json.dumps(r) for r in g.resources)
+    }
+    assert writers == {"NewPredictionFunction"}  # POST /webhooks/secret/rotate (admin scope)
 
 
 # --- stage prefixes -----------------------------------------------------------------------------

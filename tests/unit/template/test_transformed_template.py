@@ -9,6 +9,7 @@ the generated resources are held to the same rules as hand-written ones.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Iterator
@@ -264,7 +265,7 @@ def test_refusals_are_401_and_403_in_the_api_error_shape() -> None:
 
 
 def test_the_scopes_cover_every_route_and_admin_every_method() -> None:
-    from chorus.domain.authorize import SCOPE_ROUTES
+    from chorus.domain.authorize import ADMIN_ONLY_ROUTES, SCOPE_ROUTES
     from chorus.model.tenancy import Scope
 
     # Given the API's routes as policy resources (an {id} is any one segment, written *)
@@ -274,8 +275,10 @@ def test_the_scopes_cover_every_route_and_admin_every_method() -> None:
         for verb in methods
         if verb != "options"
     }
-    # Then create and read together allow exactly those routes, each route once
+    # Then create and read together allow exactly those routes but the admin-only ones, each route once
     scoped = [route for scope in (Scope.CREATE, Scope.READ) for route in SCOPE_ROUTES[scope]]
-    assert sorted(scoped) == sorted(routes)
+    assert sorted([*scoped, *ADMIN_ONLY_ROUTES]) == sorted(routes)
+    # And no pattern of theirs (IAM's `*` matches any characters) reaches an admin-only route
+    assert not [(p, r) for p in scoped for r in ADMIN_ONLY_ROUTES if fnmatch.fnmatchcase(r, p)]
     assert SCOPE_ROUTES[Scope.ADMIN] == ("*/*",)
     assert set(SCOPE_ROUTES) == set(Scope)

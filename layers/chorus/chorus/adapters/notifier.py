@@ -5,35 +5,14 @@ ensemble's waiting task. Which event goes where, and when to retry, is the domai
 from __future__ import annotations
 
 import json
-from functools import cache
+from collections.abc import Sequence
 from typing import Any
-
-from aws_lambda_powertools.utilities.parameters import SSMProvider
 
 from chorus.adapters import executions, webhooks
 from chorus.core import settings
 from chorus.core.clients import client
-from chorus.core.errors import ChorusError
 from chorus.core.observability import logger
 from chorus.model.records import CallbackEvent, EmailCallback, PredictionRecord, Status, StepFunctionsCallback
-
-
-class SigningSecretMissing(ChorusError):
-    code = "configuration_error"
-
-
-@cache
-def _ssm() -> SSMProvider:
-    return SSMProvider(boto3_client=client("ssm"))
-
-
-def webhook_secret() -> str:
-    config = settings.load(settings.WebhookSettings)
-    if config.webhook_secret is not None:
-        return config.webhook_secret.get_secret_value()
-    if not config.webhook_secret_parameter:
-        raise SigningSecretMissing("no webhook signing secret is configured (WEBHOOK_SECRET_PARAMETER)")
-    return str(_ssm().get(config.webhook_secret_parameter, decrypt=True, max_age=300))
 
 
 def webhook_message_id(prediction_id: str, event: CallbackEvent) -> str:
@@ -41,13 +20,16 @@ def webhook_message_id(prediction_id: str, event: CallbackEvent) -> str:
     return f"msg_{prediction_id}_{event.value}"
 
 
-def send_webhook(url: str, prediction_id: str, event: CallbackEvent, view: dict[str, Any]) -> webhooks.Attempt:
+def send_webhook(
+    url: str, prediction_id: str, event: CallbackEvent, view: dict[str, Any], secrets: Sequence[str]
+) -> webhooks.Attempt:
+    """One attempt, signed with each of the tenant's current signing secrets."""
     config = settings.load(settings.WebhookSettings)
     return webhooks.post(
         url,
         webhook_message_id(prediction_id, event),
         json.dumps(view, separators=(",", ":")).encode(),
-        webhook_secret(),
+        secrets,
         allowed_networks=config.allowed_networks,
         deadline_seconds=config.webhook_attempt_seconds,
     )

@@ -49,6 +49,12 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
 
 
+def signatures(secrets: Sequence[str], message_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header: one `v1,…` per secret, space-separated (during a secret
+    rotation the new and the old one; a receiver accepts any signature it can verify)."""
+    return " ".join(sign(secret, message_id, timestamp, body) for secret in secrets)
+
+
 def resolve_addresses(host: str, port: int) -> list[str]:
     """The resolver's answers in its own order (RFC 6724 preference), without duplicates."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -193,13 +199,13 @@ def post(
     url: str,
     message_id: str,
     body: bytes,
-    secret: str,
+    secrets: Sequence[str],
     *,
     allowed_networks: Sequence[Network],
     deadline_seconds: float,
     resolve: Resolver | None = None,
 ) -> Attempt:
-    """One signed POST; redirects are never followed. Raises WebhookRefused if the target is not
+    """One POST signed with each of `secrets`; redirects are never followed. Raises WebhookRefused if the target is not
     allowed (checked again at send time: DNS may have changed since the request was accepted)."""
     try:
         target = vet(url, allowed_networks, resolve)
@@ -212,7 +218,7 @@ def post(
         "host": target.host if target.port in {80, 443} else f"{target.host}:{target.port}",
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, message_id, timestamp, body),
+        "webhook-signature": signatures(secrets, message_id, timestamp, body),
     }
     deadline = _Deadline(deadline_seconds)
     connection = _VettedConnection(target, deadline)

@@ -10,7 +10,7 @@ from functools import cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import TypeVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Network = IPv4Network | IPv6Network
@@ -25,9 +25,16 @@ class TableSettings(_Settings):
     record_ttl_days: int = Field(default=30, ge=1)
 
 
-class TenancySettings(_Settings):
+class TenantsSettings(_Settings):
     tenants_table: str
+
+
+class TokensSettings(_Settings):
     tokens_table: str
+
+
+class AuditSettings(_Settings):
+    audit_table: str
 
 
 class IdempotencySettings(_Settings):
@@ -84,9 +91,7 @@ class WebhookGuardSettings(_Settings):
 
 
 class WebhookSettings(WebhookGuardSettings):
-    webhook_secret_parameter: str = ""
-    # A secret given directly wins over the SSM parameter (handy for `sam local invoke`).
-    webhook_secret: SecretStr | None = None
+    # Webhooks are signed with their tenant's secrets (the tenants table), not with any setting.
     # The whole attempt (connect, send, read) must finish within this; a receiver that drips
     # bytes cannot hold a delivery worker longer.
     webhook_attempt_seconds: float = Field(default=10.0, gt=0, le=60)

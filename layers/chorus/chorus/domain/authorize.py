@@ -22,9 +22,11 @@ BEARER = "bearer"
 # The routes each scope allows, as API Gateway method ARN suffixes (`*` stands for an id).
 SCOPE_ROUTES: dict[Scope, tuple[str, ...]] = {
     Scope.CREATE: ("POST/predictions", "POST/predictions/*/cancel", "POST/predictions/*/webhook/redeliver"),
-    Scope.READ: ("GET/predictions", "GET/predictions/*", "GET/services"),
+    Scope.READ: ("GET/predictions", "GET/predictions/*", "GET/services", "GET/webhooks/secret"),
     Scope.ADMIN: ("*/*",),  # every method of every route
 }
+# The routes only `admin` reaches (through its `*/*`): no other scope's route may match them.
+ADMIN_ONLY_ROUTES = ("POST/webhooks/secret/rotate",)
 
 
 class Refused(Exception):

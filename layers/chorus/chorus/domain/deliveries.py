@@ -8,16 +8,19 @@ scheduled (a delayed message) or the outcome is final.
   5xx, 408, 429, timeouts, connection and DNS errors are retried.
 - Each attempt is claimed before it is made, so two copies of a message never both send; a worker
   that dies after its claim leaves a lapsed lease, and SQS's redelivery makes the attempt again.
+- A webhook is signed with its prediction's tenant's secrets (both, during a rotation's overlap);
+  the tenant's allow-lists are checked again at send time (an administrator may have narrowed them).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from chorus.adapters import notifier, predictions, queues
+from chorus.adapters import notifier, predictions, queues, tenants
 from chorus.adapters.webhooks import Attempt, Outcome
 from chorus.api.views import represent
 from chorus.core import settings
@@ -33,7 +36,7 @@ from chorus.model.records import (
     PredictionRecord,
     WebhookCallback,
 )
-from chorus.model.tenancy import Caller
+from chorus.model.tenancy import Caller, Tenant
 
 LEASE_SLACK = timedelta(seconds=30)
 # SES answers these when the message itself is unacceptable: retrying cannot help.
@@ -55,16 +58,35 @@ def attempt(request: DeliveryRequest) -> None:
         return
     callback = record.callback
     view = represent(record)
+    tenant = tenants.find_tenant(record.tenant) if isinstance(callback, WebhookCallback | EmailCallback) else None
     if isinstance(callback, WebhookCallback):
-        try:
-            result = notifier.send_webhook(callback.url, record.id, request.event, view)
-        except WebhookRefused as exc:
-            result = Attempt(Outcome.REJECTED, exc.message)
+        result = _webhook(record, callback, request.event, view, tenant)
     elif isinstance(callback, EmailCallback):
-        result = _email(record, callback, view)
+        if tenant is None or not tenant.allows_recipient(callback.address):
+            result = Attempt(Outcome.REJECTED, "the tenant no longer allows e-mail to this recipient")
+        else:
+            result = _email(record, callback, view)
     else:
         result = Attempt(Outcome.REJECTED, "the prediction has no client callback")
     _record(request, result, config.retry_delays)
+
+
+def _webhook(
+    record: PredictionRecord,
+    callback: WebhookCallback,
+    event: CallbackEvent,
+    view: dict[str, Any],
+    tenant: Tenant | None,
+) -> Attempt:
+    secrets = tenant.signing_secrets(utcnow()) if tenant is not None else ()
+    if tenant is None or not secrets:
+        return Attempt(Outcome.REJECTED, "the tenant has no webhook signing secret")
+    if not tenant.allows_webhook_host(urlsplit(callback.url).hostname or ""):
+        return Attempt(Outcome.REJECTED, "the tenant no longer allows webhooks to this host")
+    try:
+        return notifier.send_webhook(callback.url, record.id, event, view, secrets)
+    except WebhookRefused as exc:
+        return Attempt(Outcome.REJECTED, exc.message)
 
 
 def _email(record: PredictionRecord, callback: EmailCallback, view: dict[str, Any]) -> Attempt:

@@ -11,8 +11,9 @@ import secrets
 import uuid
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from chorus.adapters import payloads, predictions, queues, webhooks
+from chorus.adapters import payloads, predictions, queues, tenants, webhooks
 from chorus.api.models import PredictionRequest
 from chorus.api.views import represent
 from chorus.core import settings
@@ -42,7 +43,7 @@ def submit(request: PredictionRequest, caller: Caller, prediction_id: str | None
     service = get_registry().require_enabled(request.service)
     inline = request.input is not None
     content_type = _content_type(service, request, inline)
-    callback = _callback(request)
+    callback = _callback(request, caller)
     body = json.dumps(request.input, separators=(",", ":")).encode() if inline else b""
     if len(body) > service.max_input_bytes:
         raise PayloadTooLarge(f"input is {len(body)} bytes; {service.name} accepts at most {service.max_input_bytes}")
@@ -99,12 +100,26 @@ def _content_type(service: ServiceDefinition, request: PredictionRequest, inline
     return content_type
 
 
-def _callback(request: PredictionRequest) -> Callback | None:
+def _callback(request: PredictionRequest, caller: Caller) -> Callback | None:
+    """The callback, if the caller's tenant allows it: e-mail only to the recipients it allows
+    (none unless an administrator set some), webhooks only to its hosts (if it restricts them)."""
     given = request.callback
     if given is None:
         return None
+    tenant = tenants.find_tenant(caller.tenant)
     if given.type == "email":
+        if tenant is None or not tenant.allows_recipient(given.address):
+            raise InvalidCallback(
+                f"tenant {caller.tenant!r} does not allow e-mail to {given.address!r}: an administrator "
+                "allows recipients with `chorus admin tenants update --email-recipients`"
+            )
         return EmailCallback(address=given.address)
+    host = urlsplit(given.url).hostname or ""
+    if tenant is None or not tenant.allows_webhook_host(host):
+        raise InvalidCallback(
+            f"tenant {caller.tenant!r} does not allow webhooks to host {host!r}: an administrator "
+            "allows hosts with `chorus admin tenants update --webhook-hosts`"
+        )
     try:
         webhooks.vet(given.url, settings.load(settings.WebhookGuardSettings).allowed_networks)
     except WebhookRefused as exc:
