@@ -282,3 +282,11 @@ def test_the_scopes_cover_every_route_and_admin_every_method() -> None:
     assert not [(p, r) for p in scoped for r in ADMIN_ONLY_ROUTES if fnmatch.fnmatchcase(r, p)]
     assert SCOPE_ROUTES[Scope.ADMIN] == ("*/*",)
     assert set(SCOPE_ROUTES) == set(Scope)
+
+
+def test_api_access_logs_carry_the_tenant_and_token_id() -> None:
+    # The audit trail of who called: every access log line names the tenant and the token (never the token itself)
+    stage = next(r for r in transformed()["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage")
+    log_format = json.loads(stage["Properties"]["AccessLogSetting"]["Format"])
+    assert log_format["tenant"] == "$context.authorizer.tenant"
+    assert log_format["tokenId"] == "$context.authorizer.tokenId"
