@@ -200,13 +200,13 @@ def _detail(value: Any) -> str:
 
 
 def tokens_create(args: argparse.Namespace, where: Target) -> int:
-    from chorus.adapters import tenants
+    from chorus.adapters import tokens
     from chorus.core.clock import utcnow
     from chorus.model.tenancy import DEFAULT_SCOPES, Scope
 
     scopes = [Scope(s) for s in args.scopes] if args.scopes else list(DEFAULT_SCOPES)
     expires_at = utcnow() + args.expires_in if args.expires_in else None
-    token, plaintext = tenants.create_token(args.tenant, scopes, created_by=where.identity, expires_at=expires_at)
+    token, plaintext = tokens.create_token(args.tenant, scopes, created_by=where.identity, expires_at=expires_at)
     print(f"created token {token.token_id} for tenant {token.tenant} on {where.description}")
     print(f"scopes: {' '.join(token.scopes)}; expires: {_when(token.expires_at) if expires_at else 'never'}")
     print("the token follows; it is shown only this once, store it now:")
@@ -223,10 +223,10 @@ def _state(token: Any, now: datetime) -> str:
 
 
 def tokens_list(args: argparse.Namespace, where: Target) -> int:
-    from chorus.adapters import tenants
+    from chorus.adapters import tokens
     from chorus.core.clock import utcnow
 
-    found = tenants.list_tokens(args.tenant)
+    found = tokens.list_tokens(args.tenant)
     now = utcnow()
     if args.json:
         # Never the hash: what identifies a token to an operator is its id.
@@ -258,9 +258,9 @@ def tokens_list(args: argparse.Namespace, where: Target) -> int:
 
 
 def tokens_revoke(args: argparse.Namespace, where: Target) -> int:
-    from chorus.adapters import tenants
+    from chorus.adapters import tokens
 
-    token = tenants.revoke_token(args.token_id, revoked_by=where.identity)
+    token = tokens.revoke_token(args.token_id, revoked_by=where.identity)
     print(f"revoked token {token.token_id} of tenant {token.tenant} on {where.description}")
     return 0
 

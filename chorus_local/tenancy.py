@@ -74,7 +74,7 @@ def create_local_token(
 
 
 def _main() -> int:  # pragma: no cover - runs in the child process
-    from chorus.adapters import tenants
+    from chorus.adapters import tenants, tokens
     from chorus.core.errors import ChorusError
     from chorus.model.tenancy import Scope, parse_token
 
@@ -90,7 +90,7 @@ def _main() -> int:  # pragma: no cover - runs in the child process
                 email_recipients=LOCAL_EMAIL_RECIPIENTS,
                 webhook_secret=os.environ[WEBHOOK_SECRET_ENV],
             )
-        _, plaintext = tenants.create_token(
+        _, plaintext = tokens.create_token(
             LOCAL_TENANT, [Scope.ADMIN, Scope.CREATE, Scope.READ], created_by="make local", secret_token=supplied
         )
     except ChorusError as error:

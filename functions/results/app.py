@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chorus.adapters.predictions import Filters
+from chorus.adapters.listings import Filters
 from chorus.api.identity import authorize
 from chorus.api.models import PREDICTION_ID_PATTERN, PredictionId
 from chorus.api.resolver import create_resolver, json_response

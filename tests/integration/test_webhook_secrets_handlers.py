@@ -16,7 +16,7 @@ import boto3
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from chorus.adapters import audit, tenants
+from chorus.adapters import audit, tenants, tokens
 from chorus.api.models import PredictionRequest
 from chorus.core import settings
 from chorus.core.clock import iso, utcnow
@@ -215,8 +215,8 @@ def test_bad_allow_list_entries_are_refused(aws):
 def test_admin_actions_are_audited_with_who_and_when(aws):
     tenants.create_tenant("audited", "alice", email_recipients=["@x.com"])
     tenants.update_tenant("audited", "bob", webhook_hosts=["*.x.com"])
-    token, _ = tenants.create_token("audited", [], "carol")
-    tenants.revoke_token(token.token_id, "dave")
+    token, _ = tokens.create_token("audited", [], "carol")
+    tokens.revoke_token(token.token_id, "dave")
     rotated = tenants.rotate_webhook_secret("audited", "erin")
     events = audit.list_events("audited")
     assert [(e.action, e.actor) for e in events] == [

@@ -21,10 +21,10 @@ BASE = "arn:aws:execute-api:eu-west-1:111122223333:abc123/v1/"
 
 @pytest.fixture
 def tenancy(aws: dict[str, str]) -> Any:
-    """The tenancy tables as template.yaml defines them, and tenant `acme` (the `aws` fixture's)."""
-    from chorus.adapters import tenants
+    """The tokens adapter over the tables template.yaml defines, with tenant `acme` (the `aws` fixture's)."""
+    from chorus.adapters import tokens
 
-    return tenants
+    return tokens
 
 
 def event(headers: dict[str, str] | None, method_arn: str = METHOD_ARN) -> dict[str, Any]:

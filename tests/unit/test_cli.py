@@ -249,7 +249,7 @@ def test_audit_lists_who_did_what_to_a_tenant(deployed, capsys):
 
 
 def test_a_created_token_is_the_last_line_shown_once_and_the_product_accepts_it(deployed, capsys):
-    from chorus.adapters import tenants
+    from chorus.adapters import tokens
     from chorus.core.clock import utcnow
     from chorus.model.tenancy import Scope, parse_token
 
@@ -260,7 +260,7 @@ def test_a_created_token_is_the_last_line_shown_once_and_the_product_accepts_it(
     # Then it is the last line, printed once, and the stored record accepts its secret
     parsed = parse_token(token)
     assert code == 0 and parsed is not None and out.count(token) == 1
-    stored = tenants.find_token(parsed[0])
+    stored = tokens.find_token(parsed[0])
     assert stored is not None and stored.accepts(parsed[1], utcnow())
     assert set(stored.scopes) == {Scope.CREATE, Scope.READ} and stored.expires_at is None
     assert stored.created_by == boto3.client("sts").get_caller_identity()["Arn"]
@@ -271,23 +271,23 @@ def test_a_created_token_is_the_last_line_shown_once_and_the_product_accepts_it(
     [("30d", timedelta(days=30)), ("12h", timedelta(hours=12)), ("90m", timedelta(minutes=90)), ("3600s", 3600)],
 )
 def test_a_token_can_expire(deployed, capsys, expires_in, lifetime):
-    from chorus.adapters import tenants
+    from chorus.adapters import tokens
     from chorus.core.clock import utcnow
 
     lifetime = lifetime if isinstance(lifetime, timedelta) else timedelta(seconds=lifetime)
     chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
     token = new_token(capsys, at(deployed), "--tenant", "acme", "--expires-in", expires_in)
-    stored = tenants.find_token(token[4:16])
+    stored = tokens.find_token(token[4:16])
     assert stored is not None and stored.expires_at is not None
     assert abs(stored.expires_at - (utcnow() + lifetime)) < timedelta(seconds=30)
 
 
 def test_scopes_are_those_asked_for(deployed, capsys):
-    from chorus.adapters import tenants
+    from chorus.adapters import tokens
 
     chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
     token = new_token(capsys, at(deployed), "--tenant", "acme", "--scopes", "predictions:read", "admin")
-    stored = tenants.find_token(token[4:16])
+    stored = tokens.find_token(token[4:16])
     assert stored is not None and list(stored.scopes) == ["predictions:read", "admin"]
 
 
@@ -297,13 +297,13 @@ def test_a_token_for_an_unknown_tenant_is_a_failure(deployed, capsys):
 
 
 def test_tokens_are_listed_without_secrets_or_hashes(deployed, capsys):
-    from chorus.adapters import tenants
+    from chorus.adapters import tokens
 
     for name in ("acme", "globex"):
         chorus(capsys, "admin", "tenants", "create", name, *at(deployed))
     acme = new_token(capsys, at(deployed), "--tenant", "acme")
     globex = new_token(capsys, at(deployed), "--tenant", "globex", "--expires-in", "1d")
-    hashes = [t.secret_hash for t in tenants.list_tokens()]
+    hashes = [t.secret_hash for t in tokens.list_tokens()]
     # When they are listed, as text and as JSON, all or one tenant's
     code, text, _ = chorus(capsys, "admin", "tokens", "list", *at(deployed))
     assert code == 0
@@ -323,7 +323,7 @@ def test_tokens_are_listed_without_secrets_or_hashes(deployed, capsys):
 
 
 def test_a_revoked_token_is_refused_by_the_product_and_listed_as_revoked(deployed, capsys):
-    from chorus.adapters import tenants
+    from chorus.adapters import tokens
     from chorus.core.clock import utcnow
 
     chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
@@ -332,7 +332,7 @@ def test_a_revoked_token_is_refused_by_the_product_and_listed_as_revoked(deploye
     code, out, _ = chorus(capsys, "admin", "tokens", "revoke", token[4:16], *at(deployed))
     # Then the product no longer accepts it, and the listing says so
     assert code == 0 and "revoked" in out and token not in out
-    stored = tenants.find_token(token[4:16])
+    stored = tokens.find_token(token[4:16])
     assert stored is not None and stored.revoked and not stored.accepts(token[17:], utcnow())
     listed = json.loads(chorus(capsys, "admin", "tokens", "list", "--json", *at(deployed))[1])
     assert listed[0]["state"] == "revoked" and listed[0]["revokedAt"]
@@ -378,7 +378,7 @@ def test_usage_errors_exit_2(clean_env, capsys, argv):
 
 
 def test_local_stack_through_its_ready_file(local_stack, capsys):
-    from chorus.adapters import tenants
+    from chorus.adapters import tokens
 
     target = ("--local", str(local_stack))
     # Given a running local stack; when a tenant and a token are created through its ready file
@@ -388,7 +388,7 @@ def test_local_stack_through_its_ready_file(local_stack, capsys):
     assert os.environ["TENANTS_TABLE"] == TABLES["TenantsTable"]
     listed = json.loads(chorus(capsys, "admin", "tenants", "list", "--json", *target)[1])
     assert [(t["tenant"], t["createdBy"]) for t in listed] == [("acme", "local")]
-    stored = tenants.find_token(token[4:16])
+    stored = tokens.find_token(token[4:16])
     assert stored is not None and stored.tenant == "acme" and stored.created_by == "local"
     assert chorus(capsys, "admin", "tokens", "revoke", token[4:16], *target)[0] == 0
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from chorus.adapters import payloads, predictions
+from chorus.adapters import listings, payloads, predictions
 from chorus.api.identity import authorize, caller_from_event
 from chorus.api.models import PredictionRequest
 from chorus.core.errors import Forbidden, InvalidRequest, PredictionNotFound, Unauthorized
@@ -226,7 +226,7 @@ def test_listing_filters(aws, clock):
     cancel.cancel(ACME, ids[1])
 
     def listed(**f) -> list[str]:
-        page = queries.list_predictions(ACME, limit=100, filters=predictions.Filters(**f))
+        page = queries.list_predictions(ACME, limit=100, filters=listings.Filters(**f))
         return [p["id"] for p in page["predictions"]]
 
     assert listed(service="digits-svm") == [svm]

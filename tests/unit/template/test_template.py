@@ -189,7 +189,7 @@ ENVIRONMENT_VALUES: dict[str, Any] = {
 AWS_CALLS: dict[str, set[tuple[str, str]]] = {
     "chorus.adapters.predictions.find": {("dynamodb:GetItem", "PredictionsTable")},
     "chorus.adapters.predictions.children": {("dynamodb:Query", "PredictionsTable")},  # index by-parent
-    "chorus.adapters.predictions.list_for_tenant": {("dynamodb:Query", "PredictionsTable")},  # by-tenant, by-parent
+    "chorus.adapters.listings.list_for_tenant": {("dynamodb:Query", "PredictionsTable")},  # by-tenant, by-parent
     "chorus.adapters.predictions.create": {("dynamodb:PutItem", "PredictionsTable")},
     "chorus.adapters.predictions._update": {("dynamodb:UpdateItem", "PredictionsTable")},
     # A presigned request acts with its signer's permissions.
@@ -216,11 +216,11 @@ AWS_CALLS: dict[str, set[tuple[str, str]]] = {
     "chorus.adapters.tenants.rotate_webhook_secret": {("dynamodb:UpdateItem", "TenantsTable")},
     "chorus.adapters.audit.record": {("dynamodb:PutItem", "AuditTable")},
     "chorus.adapters.audit.list_events": {("dynamodb:Query", "AuditTable")},
-    "chorus.adapters.tenants.create_token": {("dynamodb:PutItem", "TokensTable")},
-    "chorus.adapters.tenants.find_token": {("dynamodb:GetItem", "TokensTable")},
-    "chorus.adapters.tenants.list_tokens": {("dynamodb:Scan", "TokensTable")},
-    "chorus.adapters.tenants.revoke_token": {("dynamodb:UpdateItem", "TokensTable")},
-    "chorus.adapters.tenants.touch_token": {("dynamodb:UpdateItem", "TokensTable")},
+    "chorus.adapters.tokens.create_token": {("dynamodb:PutItem", "TokensTable")},
+    "chorus.adapters.tokens.find_token": {("dynamodb:GetItem", "TokensTable")},
+    "chorus.adapters.tokens.list_tokens": {("dynamodb:Scan", "TokensTable")},
+    "chorus.adapters.tokens.revoke_token": {("dynamodb:UpdateItem", "TokensTable")},
+    "chorus.adapters.tokens.touch_token": {("dynamodb:UpdateItem", "TokensTable")},
     # Powertools idempotency: get, put (conditional), update and delete of its own records.
     "functions.new_prediction.app._submit_once": {
         (f"dynamodb:{verb}", "IdempotencyTable") for verb in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")

@@ -6,22 +6,16 @@ duplicate event, a retry or a race finds the prediction already moved on and cha
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from chorus.adapters.dynamo import CONDITION_FAILED, from_item, serialize
 from chorus.core import settings
 from chorus.core.clients import client
 from chorus.core.clock import iso, utcnow
-from chorus.core.errors import InvalidRequest, PredictionNotFound
+from chorus.core.errors import PredictionNotFound
 from chorus.model.records import (
     ALLOWED_FROM,
     CallbackEvent,
@@ -33,38 +27,6 @@ from chorus.model.records import (
     Status,
     StepFunctionsCallback,
 )
-
-_CONDITION_FAILED = "ConditionalCheckFailedException"
-_SERIALIZER = TypeSerializer()
-_DESERIALIZER = TypeDeserializer()
-
-
-def _serialize(value: Any) -> dict[str, Any]:
-    return dict(_SERIALIZER.serialize(_to_dynamo(value)))
-
-
-def _to_dynamo(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _to_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_dynamo(v) for v in value]
-    return value
-
-
-def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    return _from_dynamo({k: _DESERIALIZER.deserialize(v) for k, v in item.items()})
-
-
-def _from_dynamo(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _from_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list | set):
-        return [_from_dynamo(v) for v in value]
-    return value
 
 
 def _settings() -> settings.TableSettings:
@@ -83,7 +45,7 @@ def find(prediction_id: str) -> PredictionRecord | None:
         TableName=_settings().predictions_table, Key={"id": {"S": prediction_id}}, ConsistentRead=True
     )
     item = response.get("Item")
-    return PredictionRecord.model_validate(_deserialize(item)) if item else None
+    return PredictionRecord.model_validate(from_item(item)) if item else None
 
 
 def get(prediction_id: str) -> PredictionRecord:
@@ -123,154 +85,7 @@ def children(parent_id: str) -> list[PredictionRecord]:
         if "LastEvaluatedKey" not in page:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return [PredictionRecord.model_validate(_deserialize(i)) for i in items]
-
-
-# --- listings -----------------------------------------------------------------------------------
-
-BY_TENANT = "by-tenant"  # PK tenant, SK createdAt (ISO 8601 with milliseconds and Z), projection ALL
-BY_PARENT = "by-parent"  # PK parentId, SK stepName, projection ALL
-_PAGE_READ = 100  # items read per Query when a filter may drop some
-_MAX_READS = 10  # Query calls per listing request: a sparse filter answers a short page, not a long wait
-_CURSOR_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_CURSOR_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-
-
-class InvalidCursor(InvalidRequest):
-    """A `cursor` this listing did not hand out (malformed, another tenant's or another parent's)."""
-
-
-@dataclass(frozen=True)
-class Page:
-    records: list[PredictionRecord]
-    cursor: str | None  # opaque: where the next page starts; None on the last page
-
-
-@dataclass(frozen=True)
-class Filters:
-    service: str | None = None
-    status: Status | None = None
-    created_after: datetime | None = None  # inclusive
-    created_before: datetime | None = None  # exclusive
-
-
-NO_FILTERS = Filters()
-
-
-def list_for_tenant(
-    tenant: str, *, limit: int, cursor: str | None = None, filters: Filters = NO_FILTERS, parent_id: str | None = None
-) -> Page:
-    """A tenant's predictions, newest first: top-level ones from the by-tenant index, or the steps
-    of one ensemble (`parent_id`, from the by-parent index in step-name order, checked against the
-    tenant: another tenant's parent lists nothing). Never a scan.
-
-    The cursor is base64url of the index's LastEvaluatedKey as JSON, validated on the way back in:
-    exactly the key attributes of this listing, this tenant's (and parent's) values."""
-    names: dict[str, str] = {}
-    values: dict[str, Any] = {":tenant": {"S": tenant}}
-    conditions: list[str] = []
-    if parent_id is None:
-        key_names = ("id", "tenant", "createdAt")
-        index = BY_TENANT
-        key_condition = "tenant = :tenant"
-        lower, upper = _time_bounds(filters)
-        if lower is not None and upper is not None:
-            if lower > upper:
-                return Page([], None)
-            key_condition += " AND createdAt BETWEEN :lower AND :upper"
-        elif lower is not None:
-            key_condition += " AND createdAt >= :lower"
-        elif upper is not None:
-            key_condition += " AND createdAt <= :upper"
-        values.update({k: {"S": v} for k, v in ((":lower", lower), (":upper", upper)) if v is not None})
-        conditions.append("attribute_not_exists(parentId)")
-    else:
-        key_names = ("id", "parentId", "stepName")
-        index = BY_PARENT
-        key_condition = "parentId = :parent"
-        values[":parent"] = {"S": parent_id}
-        conditions.append("tenant = :tenant")
-        lower, upper = _time_bounds(filters)
-        if lower is not None:
-            conditions.append("createdAt >= :lower")
-            values[":lower"] = {"S": lower}
-        if upper is not None:
-            conditions.append("createdAt <= :upper")
-            values[":upper"] = {"S": upper}
-    if filters.service is not None:
-        conditions.append("service = :service")
-        values[":service"] = {"S": filters.service}
-    if filters.status is not None:
-        conditions.append("#status = :status")
-        names["#status"] = "status"
-        values[":status"] = {"S": filters.status.value}
-    expected = {"tenant": tenant} if parent_id is None else {"parentId": parent_id}
-    kwargs: dict[str, Any] = {
-        "TableName": _settings().predictions_table,
-        "IndexName": index,
-        "KeyConditionExpression": key_condition,
-        "FilterExpression": " AND ".join(conditions),
-        "ExpressionAttributeValues": values,
-        "ScanIndexForward": parent_id is not None,
-        "Limit": _PAGE_READ,
-    }
-    if names:
-        kwargs["ExpressionAttributeNames"] = names
-    if cursor is not None:
-        kwargs["ExclusiveStartKey"] = _decode_cursor(cursor, key_names, expected)
-    records: list[PredictionRecord] = []
-    for _ in range(_MAX_READS):
-        page = client("dynamodb").query(**kwargs)
-        for item in page.get("Items", []):
-            records.append(PredictionRecord.model_validate(_deserialize(item)))
-            if len(records) == limit:
-                last = {name: item[name] for name in key_names}
-                more = item is not page["Items"][-1] or "LastEvaluatedKey" in page
-                return Page(records, _encode_cursor(last) if more else None)
-        if "LastEvaluatedKey" not in page:
-            return Page(records, None)
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return Page(records, _encode_cursor(kwargs["ExclusiveStartKey"]))
-
-
-def _time_bounds(filters: Filters) -> tuple[str | None, str | None]:
-    """createdAt bounds as stored strings (millisecond precision): `>= lower`, `<= upper`."""
-    lower = upper = None
-    if filters.created_after is not None:
-        moment = filters.created_after
-        if moment.microsecond % 1000:  # round up to the next stored millisecond
-            moment += timedelta(microseconds=1000 - moment.microsecond % 1000)
-        lower = iso(moment)
-    if filters.created_before is not None:
-        moment = filters.created_before - timedelta(microseconds=1)
-        upper = iso(moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000))
-    return lower, upper
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    plain = {name: _DESERIALIZER.deserialize(value) for name, value in sorted(key.items())}
-    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, key_names: tuple[str, ...], expected: dict[str, str]) -> dict[str, Any]:
-    problem = InvalidCursor("`cursor` is not one this listing handed out")
-    if not cursor or len(cursor) > 1024 or not re.fullmatch(r"[A-Za-z0-9_-]+", cursor):
-        raise problem
-    try:
-        plain = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
-        raise problem from None
-    if not isinstance(plain, dict) or set(plain) != set(key_names):
-        raise problem
-    if not all(isinstance(value, str) for value in plain.values()) or not _CURSOR_ID.match(plain["id"]):
-        raise problem
-    if any(plain[name] != value for name, value in expected.items()):
-        raise problem
-    if "createdAt" in plain and not _CURSOR_TIME.match(plain["createdAt"]):
-        raise problem
-    if "stepName" in plain and not 1 <= len(plain["stepName"]) <= 256:
-        raise problem
-    return {name: {"S": value} for name, value in plain.items()}
+    return [PredictionRecord.model_validate(from_item(i)) for i in items]
 
 
 # --- state changes --------------------------------------------------------------------------------
@@ -281,11 +96,11 @@ def create(record: PredictionRecord) -> bool:
     try:
         client("dynamodb").put_item(
             TableName=_settings().predictions_table,
-            Item={k: _serialize(v) for k, v in record.to_item().items()},
+            Item={k: serialize(v) for k, v in record.to_item().items()},
             ConditionExpression="attribute_not_exists(id)",
         )
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == _CONDITION_FAILED:
+        if exc.response["Error"]["Code"] == CONDITION_FAILED:
             return False
         raise
     return True
@@ -339,7 +154,7 @@ def mark_running(
     if started is not None:
         return started, True
     names = {f"#f{i}": name for i, name in enumerate(changes)} | {"#status": "status"}
-    values = {f":v{i}": _serialize(v) for i, v in enumerate(changes.values())} | {
+    values = {f":v{i}": serialize(v) for i, v in enumerate(changes.values())} | {
         ":running": {"S": Status.RUNNING.value}
     }
     expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(changes))) if changes else ""
@@ -369,7 +184,7 @@ def redirect_callback(prediction_id: str, callback: StepFunctionsCallback) -> Pr
         "SET callback = :callback",
         "attribute_exists(id)",
         {},
-        {":callback": _serialize(callback.model_dump(by_alias=True))},
+        {":callback": serialize(callback.model_dump(by_alias=True))},
     )
 
 
@@ -392,7 +207,7 @@ def claim_delivery(
             "SET deliveries.#event = :delivery",
             "attribute_exists(id) AND attribute_not_exists(deliveries.#event)",
             {"#event": event.value},
-            {":delivery": _serialize(fresh)},
+            {":delivery": serialize(fresh)},
         )
         if first is not None:
             return first
@@ -424,7 +239,7 @@ def record_delivery(prediction_id: str, event: CallbackEvent, delivery: Delivery
         "deliveries.#event.series = :series AND deliveries.#event.attempts = :attempts",
         {"#event": event.value},
         {
-            ":delivery": _serialize(document),
+            ":delivery": serialize(document),
             ":series": {"N": str(delivery.series)},
             ":attempts": {"N": str(delivery.attempts)},
         },
@@ -439,7 +254,7 @@ def start_delivery_series(prediction_id: str, event: CallbackEvent, current_seri
         if current_series == 0
         else "deliveries.#event.series = :series"
     )
-    values = {":delivery": _serialize(document)}
+    values = {":delivery": serialize(document)}
     if current_series:
         values[":series"] = {"N": str(current_series)}
     return _update(prediction_id, "SET deliveries.#event = :delivery", condition, {"#event": event.value}, values)
@@ -461,7 +276,7 @@ def _transition(
     if to.terminal:
         fields.setdefault("completedAt", iso(now))
     names = {f"#f{i}": name for i, name in enumerate(fields)}
-    values = {f":v{i}": _serialize(value) for i, value in enumerate(fields.values())}
+    values = {f":v{i}": serialize(value) for i, value in enumerate(fields.values())}
     allowed = sorted(s.value for s in ALLOWED_FROM[to])
     values.update({f":from{i}": {"S": s} for i, s in enumerate(allowed)})
     names["#status"] = "status"
@@ -488,7 +303,7 @@ def _update(
     try:
         response = client("dynamodb").update_item(**kwargs)
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == _CONDITION_FAILED:
+        if exc.response["Error"]["Code"] == CONDITION_FAILED:
             return None
         raise
-    return PredictionRecord.model_validate(_deserialize(response["Attributes"]))
+    return PredictionRecord.model_validate(from_item(response["Attributes"]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chorus.adapters import tenants
+from chorus.adapters import tokens
 from chorus.core.clock import utcnow
 from chorus.core.observability import logger, metrics
 from chorus.model.tenancy import Scope, Token, parse_token
@@ -84,7 +84,7 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
         if parsed is None:
             raise Refused("malformed token")
         token_id, secret = parsed
-        token = tenants.find_token(token_id)
+        token = tokens.find_token(token_id)
         if token is None:
             raise Refused("unknown token")
         if not token.accepts(secret, utcnow()):
@@ -95,6 +95,6 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
         )
         metrics.add_metric(name="TokensRefused", unit="Count", value=1)
         raise
-    tenants.touch_token(token)
+    tokens.touch_token(token)
     logger.info("token accepted", extra={"tenant": token.tenant, "token_id": token.token_id})
     return policy(token, str(event.get("methodArn", "")))

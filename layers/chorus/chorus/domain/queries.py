@@ -7,14 +7,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from chorus.adapters import predictions
+from chorus.adapters import listings, predictions
 from chorus.api.views import represent, summary
 from chorus.domain import clocks
 from chorus.model.records import PredictionRecord
 from chorus.model.tenancy import Caller
 
 POLL_SECONDS = 0.2
-NO_FILTERS = predictions.Filters()
+NO_FILTERS = listings.Filters()
 
 
 def describe(caller: Caller, prediction_id: str) -> dict[str, Any]:
@@ -46,9 +46,9 @@ def list_predictions(
     *,
     limit: int,
     cursor: str | None = None,
-    filters: predictions.Filters = NO_FILTERS,
+    filters: listings.Filters = NO_FILTERS,
     parent_id: str | None = None,
 ) -> dict[str, Any]:
     """The caller's tenant's predictions, newest first (or one ensemble's steps), a page at a time."""
-    page = predictions.list_for_tenant(caller.tenant, limit=limit, cursor=cursor, filters=filters, parent_id=parent_id)
+    page = listings.list_for_tenant(caller.tenant, limit=limit, cursor=cursor, filters=filters, parent_id=parent_id)
     return {"predictions": [summary(_current(record)) for record in page.records], "nextCursor": page.cursor}
