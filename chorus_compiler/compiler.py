@@ -46,7 +46,7 @@ from typing import Any
 
 from chorus.core.errors import RegistryInvalid
 from chorus.model import plan
-from chorus.model.references import INPUT, expression_root, reference_expression, references, whole_payload_root
+from chorus.model.references import INPUT, mapping_dependencies, reference_expression, whole_payload_root
 from chorus.model.registry import (
     PACKAGED_REGISTRY,
     Registry,
@@ -78,6 +78,7 @@ LAMBDA_TRANSIENT_ERRORS = [
     "Lambda.ClientExecutionTimeoutException",
 ]
 STEP_TIMED_OUT = "StepTimedOut"
+STEP_RETRYABLE = "StepRetryable"  # chorus.domain.callbacks.STEP_RETRYABLE: a failure worth another attempt
 NOTIFY_SUCCESS = "NotifySuccess"
 NOTIFY_FAILURE = "NotifyFailure"
 ENSEMBLE_FAILED = "EnsembleFailed"
@@ -108,47 +109,157 @@ def _catch(error: str, next_state: str) -> dict[str, Any]:
     return {"ErrorEquals": [error], "ResultPath": "$.error", "Next": next_state}
 
 
-def _referenced_steps(mapping: Any) -> list[str]:
-    """Steps a mapping references, in document order, without duplicates."""
-    roots = [expression_root(expr) for expr in references(mapping)]
-    return list(dict.fromkeys(root for root in roots if root != INPUT))
+def _located(names: set[str], order: list[str], located: dict[str, str]) -> dict[str, str]:
+    """`"<step>.$": <where its outcome is>` for the steps named, in declaration order."""
+    return {f"{step}.$": located[step] for step in order if step in names}
 
 
-def _outputs(mapping: Any, located: dict[str, str]) -> dict[str, str]:
-    return {f"{step}.$": located[step] for step in _referenced_steps(mapping)}
+def _timeout_cause(step: StepDeclaration, item: bool = False) -> str:
+    what = step.service or "rule"
+    return f"step '{step.name}' ({what}){' item' if item else ''} timed out"
 
 
-def _timeout_cause(step: StepDeclaration) -> str:
-    return f"step '{step.name}' ({step.service}) timed out"
+def _step_ref(step: StepDeclaration) -> dict[str, Any]:
+    return {"name": step.name, "service": step.service}
 
 
-def _step_task(step: StepDeclaration, located: dict[str, str], timeout_state: str, in_branch: bool) -> dict:
-    """The Task of one step; inside a branch it ends the branch, else the caller adds placement."""
-    task: dict[str, Any] = {
+def _task_retries(step: StepDeclaration) -> list[dict[str, Any]]:
+    """Transient Lambda errors, and the failures the step's service declares retryable."""
+    retries = _retry(LAMBDA_TRANSIENT_ERRORS)
+    if step.retry is not None:
+        retries.insert(
+            0,
+            {
+                "ErrorEquals": [STEP_RETRYABLE],
+                "IntervalSeconds": step.retry.interval_seconds,
+                "BackoffRate": step.retry.backoff_rate,
+                "MaxAttempts": step.retry.max_attempts - 1,
+                "JitterStrategy": "FULL",
+            },
+        )
+    return retries
+
+
+def _wait_task(step: StepDeclaration, outputs: dict[str, str] | None, *, item: bool = False) -> dict[str, Any]:
+    """The waitForTaskToken Task of a step (or of one item of a fanned-out step)."""
+    payload: dict[str, Any] = {
+        "action": "step",
+        "taskToken.$": "$$.Task.Token",
+        "parent.$": "$.prediction",
+        "step": _step_ref(step),
+        "attempt.$": "$$.State.RetryCount",
+    }
+    if item:
+        payload["item.$"] = "$.index"
+    else:
+        payload["outputs"] = outputs or {}
+    kind = "rule" if step.is_rule else step.service
+    return {
         "Type": "Task",
-        "Comment": f"step {step.name}: {step.service}",
+        "Comment": f"step {step.name}: {kind}{' (one item)' if item else ''}",
         "Resource": WAIT_FOR_CALLBACK,
+        "Parameters": {"FunctionName": GET_TRANSFORM_CALL, "Payload": payload},
+        "TimeoutSecondsPath": f"$.timeouts.{step.name}",
+        "Retry": _task_retries(step),
+    }
+
+
+class _Placement:
+    """Where a step's states go: the top level (results at `$.results.<step>`, then `next`) or a
+    Parallel branch of its own (the branch's output is the step's outcome)."""
+
+    def __init__(self, top_level: bool, next_state: str = "") -> None:
+        self.top_level = top_level
+        self.next_state = next_state
+
+
+def _step_states(
+    service: ServiceDefinition, step: StepDeclaration, outputs: dict[str, str], where: _Placement
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the step's states, failure states for the top level) in execution order."""
+    states: dict[str, Any] = {}
+    top_failures: dict[str, Any] = {}
+    failed = f"{step.name}Failed"  # an optional step's failure, caught: the ensemble goes on
+    timed_out = f"{step.name}TimedOut"
+
+    def catch_optional(state: dict[str, Any], result_path: str) -> None:
+        if where.top_level:
+            state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": result_path, "Next": where.next_state}]
+        else:
+            state["Catch"] = [{"ErrorEquals": ["States.ALL"], "Next": failed}]
+            states[failed] = {"Type": "Pass", "Comment": f"optional step {step.name} failed", "End": True}
+
+    if not step.fans_out:
+        task = _wait_task(step, outputs)
+        if where.top_level:
+            task["ResultPath"] = f"$.results.{step.name}"
+        if step.optional:
+            catch_optional(task, f"$.results.{step.name}")
+        elif where.top_level:
+            task["Catch"] = [_catch("States.Timeout", timed_out), _catch("States.ALL", NOTIFY_FAILURE)]
+            top_failures[timed_out] = _top_level_timeout(service, step)
+        else:
+            task["Catch"] = [{"ErrorEquals": ["States.Timeout"], "Next": timed_out}]
+        if where.top_level:
+            task["Next"] = where.next_state
+        else:
+            task["End"] = True
+        states = {step.name: task, **states}
+        if not where.top_level and not step.optional:
+            states[timed_out] = {"Type": "Fail", "Error": STEP_TIMED_OUT, "Cause": _timeout_cause(step)}
+        return states, top_failures
+
+    # A fanned-out step: list the items, then one task per item in a Map.
+    base = f"$.results.{step.name}" if where.top_level else "$.fanout"
+    items_state, map_state = f"{step.name}Items", step.name
+    expand: dict[str, Any] = {
+        "Type": "Task",
+        "Comment": f"step {step.name}: evaluate forEach, store each item's input",
+        "Resource": LAMBDA_INVOKE,
         "Parameters": {
             "FunctionName": GET_TRANSFORM_CALL,
-            "Payload": {
-                "taskToken.$": "$$.Task.Token",
-                "parent.$": "$.prediction",
-                "step": {"name": step.name, "service": step.service, "input": step.input},
-                "outputs": _outputs(step.input, located),
-            },
+            "Payload": {"action": "items", "parent.$": "$.prediction", "step": _step_ref(step), "outputs": outputs},
         },
-        "TimeoutSecondsPath": f"$.timeouts.{step.name}",
+        "TimeoutSeconds": RENDER_TIMEOUT_SECONDS,
+        "ResultSelector": {"items.$": "$.Payload.items", "skipped.$": "$.Payload.skipped"},
+        "ResultPath": base,
+        "Retry": _retry(LAMBDA_TRANSIENT_ERRORS),
+        "Next": map_state,
     }
-    if in_branch:
-        task["Retry"] = _retry(LAMBDA_TRANSIENT_ERRORS)
-        # Anything else fails the branch, hence the Parallel, whose Catch notifies.
-        task["Catch"] = [{"ErrorEquals": ["States.Timeout"], "Next": timeout_state}]
-        task["End"] = True
+    item_task = _wait_task(step, None, item=True)
+    item_name, item_failed, item_timed_out = f"{step.name}Item", f"{step.name}ItemFailed", f"{step.name}ItemTimedOut"
+    item_states: dict[str, Any] = {item_name: item_task}
+    if step.optional:  # optional per item: a failed item reads null, the others go on
+        item_task["Catch"] = [{"ErrorEquals": ["States.ALL"], "Next": item_failed}]
+        item_states[item_failed] = {"Type": "Pass", "Comment": "optional item failed", "End": True}
     else:
-        task["ResultPath"] = f"$.results.{step.name}"
-        task["Retry"] = _retry(LAMBDA_TRANSIENT_ERRORS)
-        task["Catch"] = [_catch("States.Timeout", timeout_state), _catch("States.ALL", NOTIFY_FAILURE)]
-    return task
+        item_task["Catch"] = [{"ErrorEquals": ["States.Timeout"], "Next": item_timed_out}]
+        item_states[item_timed_out] = {
+            "Type": "Fail",
+            "Error": STEP_TIMED_OUT,
+            "Cause": _timeout_cause(step, item=True),
+        }
+    item_task["End"] = True
+    fan_out: dict[str, Any] = {
+        "Type": "Map",
+        "Comment": f"step {step.name}: one {step.service} prediction per item, at most {step.item_limit}",
+        "ItemsPath": f"{base}.items",
+        "ItemSelector": {"index.$": "$$.Map.Item.Value", "prediction.$": "$.prediction", "timeouts.$": "$.timeouts"},
+        "MaxConcurrency": step.item_concurrency,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": item_name, "States": item_states},
+        "ResultPath": f"{base}.outcomes",
+    }
+    if where.top_level:
+        fan_out["Next"] = where.next_state
+    else:
+        fan_out["OutputPath"] = "$.fanout"
+        fan_out["End"] = True
+    for state in (expand, fan_out):
+        if step.optional:
+            catch_optional(state, base)
+        elif where.top_level:
+            state["Catch"] = [_catch("States.ALL", NOTIFY_FAILURE)]
+    return {items_state: expand, map_state: fan_out, **states}, top_failures
 
 
 def _publish(topic: str, message: dict[str, Any], **placement: Any) -> dict[str, Any]:
@@ -192,43 +303,53 @@ def _top_level_timeout(service: ServiceDefinition, step: StepDeclaration) -> dic
 
 
 def _output_step(service: ServiceDefinition) -> str | None:
-    """The step whose whole payload is the ensemble output, if the output is exactly that."""
+    """The step whose whole payload is the ensemble output, if the output is exactly that and the
+    step always produces one (no condition, not optional, not fanned out)."""
     expression = reference_expression(service.output)
     root = whole_payload_root(expression) if expression is not None else None
-    return root if root is not None and root != INPUT else None
+    if root is None or root == INPUT:
+        return None
+    step = service.step(root)
+    return None if step.conditional or step.fans_out else root
 
 
 def compile_ensemble(
     service: ServiceDefinition, registry: Registry, *, source: str = "layers/chorus/chorus/model/services.json"
 ) -> dict[str, Any]:
     """The ASL (JSONPath) definition of one ensemble; `source` names the registry in the Comment."""
-    # The registry was validated when it was parsed (services, references, mapping keys, cycles).
+    # The registry was validated when it was parsed (services, references, mapping keys, cycles,
+    # Step Functions' limits).
     if service.kind != "ensemble":
         raise RegistryInvalid(f"service {service.name!r} is a model, not an ensemble")
     groups = plan.groups(service)
+    order = [step.name for step in service.steps]
     located: dict[str, str] = {}
     states: dict[str, Any] = {}
     failure_states: dict[str, Any] = {}
-    names = [steps[0].name if len(steps) == 1 else key for key, steps in groups]
     output_step = _output_step(service)
     after_steps = NOTIFY_SUCCESS if output_step else RENDER_OUTPUT
 
+    def first_state(steps: list[StepDeclaration], key: str) -> str:
+        if len(steps) > 1:
+            return key
+        return f"{steps[0].name}Items" if steps[0].fans_out else steps[0].name
+
+    names = [first_state(steps, key) for key, steps in groups]
     for index, (key, steps) in enumerate(groups):
         next_state = names[index + 1] if index + 1 < len(groups) else after_steps
         if len(steps) == 1:
             step = steps[0]
-            state = _step_task(step, located, f"{step.name}TimedOut", in_branch=False)
-            state["Next"] = next_state
-            states[step.name] = state
-            failure_states[f"{step.name}TimedOut"] = _top_level_timeout(service, step)
+            outputs = _located(step.dependencies(), order, located)
+            step_states, failures = _step_states(service, step, outputs, _Placement(True, next_state))
+            states.update(step_states)
+            failure_states.update(failures)
             located[step.name] = f"$.results.{step.name}"
             continue
         branches = []
         for step in steps:
-            timeout_state = f"{step.name}TimedOut"
-            task = _step_task(step, located, timeout_state, in_branch=True)
-            fail = {"Type": "Fail", "Error": STEP_TIMED_OUT, "Cause": _timeout_cause(step)}
-            branches.append({"StartAt": step.name, "States": {step.name: task, timeout_state: fail}})
+            outputs = _located(step.dependencies(), order, located)
+            step_states, _ = _step_states(service, step, outputs, _Placement(False))
+            branches.append({"StartAt": first_state([step], ""), "States": step_states})
         states[key] = {
             "Type": "Parallel",
             "Comment": f"independent steps: {', '.join(s.name for s in steps)}",
@@ -251,9 +372,9 @@ def compile_ensemble(
             "Parameters": {
                 "FunctionName": GET_TRANSFORM_CALL,
                 "Payload": {
+                    "action": "output",
                     "parent.$": "$.prediction",
-                    "output": service.output,
-                    "outputs": _outputs(service.output, located),
+                    "outputs": _located(mapping_dependencies(service.output), order, located),
                 },
             },
             "TimeoutSeconds": RENDER_TIMEOUT_SECONDS,
@@ -311,7 +432,12 @@ def to_json(asl: dict[str, Any]) -> str:
 
 def state_count(asl: dict[str, Any]) -> int:
     """States in the definition, counting those inside Parallel branches."""
-    return sum(1 + sum(state_count(branch) for branch in state.get("Branches", [])) for state in asl["States"].values())
+    return sum(
+        1
+        + sum(state_count(branch) for branch in state.get("Branches", []))
+        + (state_count(state["ItemProcessor"]) if "ItemProcessor" in state else 0)
+        for state in asl["States"].values()
+    )
 
 
 def success_path_transitions(asl: dict[str, Any]) -> int:

@@ -235,7 +235,7 @@ def test_timed_out_single_step_is_named_in_the_failure(stack: Stack) -> None:
     assert (message["errorCode"], message["failureReason"]) == ("StepTimedOut", description["cause"])
 
 
-def test_rendered_output_is_published_and_mappings_travel_verbatim(stack: Stack) -> None:
+def test_rendered_output_is_published_and_mappings_stay_in_the_registry(stack: Stack) -> None:
     # Given an ensemble whose step mapping contains ASL-looking text and whose output is rendered
     odd_mapping = {"path": "$.prediction", "call": "States.Array(1)", "Type": "Task", "nested": [{}, None, 1.5]}
     registry = parse_registry(
@@ -261,9 +261,143 @@ def test_rendered_output_is_published_and_mappings_travel_verbatim(stack: Stack)
     description, payloads = stack.run(machine, execution_input(registry, "odd"), succeed)
     # Then the step saw its mapping unevaluated, the render call got the output mapping and svm's result
     assert description["status"] == "SUCCEEDED"
-    assert payloads[0]["step"]["input"] == odd_mapping
-    assert payloads[1] == {"parent": payloads[0]["parent"], "output": {"label": "{{ svm.output.label }}"},
-                           "outputs": {"svm": step_result("svm")}}  # fmt: skip
+    assert payloads[0]["step"] == {"name": "svm", "service": "digits-svm"}  # the mapping stays in the registry
+    assert payloads[1] == {"action": "output", "parent": payloads[0]["parent"], "outputs": {"svm": step_result("svm")}}
     # And the notification points at the rendered output
     (message,) = stack.notifications()
     assert message["responseParameters"]["outputLocation"] == rendered["outputLocation"]
+
+
+def registry_with(stack: Stack, *ensembles: dict[str, Any], retryable: bool = False) -> Registry:
+    services = [s.model_dump(by_alias=True, exclude_none=True) for s in stack.registry.services]
+    if retryable:
+        for service in services:
+            if service["name"] == "digits-svm":
+                service["retryableErrors"] = ["ThrottlingException"]
+    return parse_registry({"services": [*services, *ensembles]})
+
+
+def queue_lambda_results(*results: Any) -> None:
+    """moto's Docker-less Lambda answers invocations in order from this queue."""
+    queue = lambda_simple_backends[DEFAULT_ACCOUNT_ID][REGION].lambda_simple_results_queue
+    queue.extend(json.dumps(r) for r in results)
+
+
+def test_fan_out_runs_one_task_per_item_and_an_optional_item_failure_reads_as_caught(stack: Stack) -> None:
+    # Given digits-batch, whose classify step fans out over input.images (optional per item)
+    machine = stack.create("digits-batch")
+    queue_lambda_results({"items": [0, 1, 2], "skipped": False}, {}, {}, {}, {})
+
+    def item_one_fails(step: str, payload: dict[str, Any]) -> tuple[str, Any]:
+        if step == "classify" and payload["item"] == 1:
+            return "failure", ("StepFailed", "step 'classify[1]' (digits-svm) failed: 3 pixels")
+        return "success", step_result(f"{step}-{payload.get('item')}")
+
+    # When a prediction runs
+    description, payloads = stack.run(machine, execution_input(stack.registry, "digits-batch"), item_one_fails)
+    # Then the items were listed first, each item ran as its own task, and the batch still succeeded
+    assert description["status"] == "SUCCEEDED", description
+    assert payloads[0]["action"] == "items" and payloads[0]["step"]["name"] == "classify"
+    items = [p for p in payloads if p.get("item") is not None]
+    assert sorted(p["item"] for p in items) == [0, 1, 2]
+    assert all(p["attempt"] == 0 and p["action"] == "step" for p in items)
+    # And the rule step read the items' outcomes in order, the failed one as caught
+    summary = next(p for p in payloads if p["step"]["name"] == "summary")
+    outcome = summary["outputs"]["classify"]
+    assert outcome["items"] == [0, 1, 2] and outcome["skipped"] is False
+    assert [o.get("key") for o in outcome["outcomes"]] == ["outputs/child-classify-0/output", None,
+                                                            "outputs/child-classify-2/output"]  # fmt: skip
+    assert outcome["outcomes"][1]["Error"] == "StepFailed"
+
+
+def test_required_fan_out_item_failure_fails_the_ensemble(stack: Stack) -> None:
+    # Given a fan-out that is not optional
+    batch = stack.registry.get("digits-batch").model_dump(by_alias=True, exclude_none=True)
+    batch["name"] = "strict-batch"
+    batch["steps"][0]["optional"] = False
+    registry = registry_with(stack, batch)
+    machine = stack.create("strict-batch", registry)
+    queue_lambda_results({"items": [0, 1], "skipped": False}, {}, {})
+
+    def item_zero_fails(step: str, payload: dict[str, Any]) -> tuple[str, Any]:
+        if payload.get("item") == 0:
+            return "failure", ("StepFailed", "step 'classify[0]' (digits-svm) failed")
+        return succeed(step, payload)
+
+    # When a prediction runs, Then it fails with the item's error and the summary never runs
+    description, payloads = stack.run(machine, execution_input(registry, "strict-batch"), item_zero_fails)
+    assert (description["status"], description["error"]) == ("FAILED", "StepFailed")
+    assert "summary" not in [p["step"]["name"] for p in payloads]
+
+
+def test_skipped_steps_resume_with_their_status_and_the_rule_reads_them(stack: Stack) -> None:
+    # Given digits-cascade, where svm is sure: forest and stacker answer "skipped" (as get-transform-call does)
+    machine = stack.create("digits-cascade")
+
+    def svm_sure(step: str, payload: dict[str, Any]) -> tuple[str, Any]:
+        if step in ("forest", "stacker"):
+            return "success", {"id": f"child-{step}", "parentId": "parent-1", "status": "skipped"}
+        return succeed(step, payload)
+
+    # When a prediction runs
+    description, payloads = stack.run(machine, execution_input(stack.registry, "digits-cascade"), svm_sure)
+    # Then every step ran in order, the rule received each outcome, and the output is the rule's
+    assert description["status"] == "SUCCEEDED"
+    assert [p["step"]["name"] for p in payloads] == ["svm", "forest", "stacker", "decide"]
+    decide = payloads[3]
+    assert decide["outputs"]["stacker"]["status"] == "skipped" and decide["outputs"]["svm"] == step_result("svm")
+    (message,) = stack.notifications()
+    assert message["responseParameters"]["outputLocation"] == step_result("decide")["outputLocation"]
+
+
+def test_optional_step_failure_lets_the_ensemble_go_on(stack: Stack) -> None:
+    # Given an ensemble whose first step is optional and fails, and a second step reading it
+    ensemble = {
+        "name": "lenient",
+        "kind": "ensemble",
+        "contentTypes": ["application/json"],
+        "maxInputBytes": 1024,
+        "steps": [
+            {"name": "forest", "service": "digits-forest", "optional": True},
+            {"name": "svm", "service": "digits-svm", "input": {"hint": "{{ forest.output.label ?? -1 }}"}},
+        ],
+        "output": "{{ svm }}",
+    }
+    registry = registry_with(stack, ensemble)
+    machine = stack.create("lenient", registry)
+
+    def forest_fails(step: str, payload: dict[str, Any]) -> tuple[str, Any]:
+        if step == "forest":
+            return "failure", ("StepFailed", "step 'forest' (digits-forest) failed: boom")
+        return succeed(step, payload)
+
+    # When a prediction runs, Then it succeeds and svm saw forest's caught failure
+    description, payloads = stack.run(machine, execution_input(registry, "lenient"), forest_fails)
+    assert description["status"] == "SUCCEEDED"
+    assert payloads[1]["outputs"]["forest"]["Error"] == "StepFailed"
+
+
+def test_retryable_failure_retries_the_step_with_the_attempt_number(stack: Stack) -> None:
+    # Given a step with retry on a service declaring ThrottlingException retryable
+    ensemble = {
+        "name": "patient",
+        "kind": "ensemble",
+        "contentTypes": ["application/json"],
+        "maxInputBytes": 1024,
+        "steps": [{"name": "svm", "service": "digits-svm", "retry": {"maxAttempts": 3, "intervalSeconds": 1}}],
+        "output": "{{ svm }}",
+    }
+    registry = registry_with(stack, ensemble, retryable=True)
+    machine = stack.create("patient", registry)
+    # (one failure answered: moto reuses the task token across retries, where AWS issues a new one,
+    # and replays the stored failure to the next attempt, so locally one more attempt fails)
+    failures = iter([("StepRetryable", "ThrottlingException")])
+
+    def flaky(step: str, payload: dict[str, Any]) -> tuple[str, Any]:
+        failure = next(failures, None)
+        return ("failure", failure) if failure else succeed(step, payload)
+
+    # When a prediction runs, Then a later attempt succeeds, each attempt numbered, within maxAttempts
+    description, payloads = stack.run(machine, execution_input(registry, "patient"), flaky)
+    assert description["status"] == "SUCCEEDED", description
+    assert [p["attempt"] for p in payloads] == list(range(len(payloads))) and 2 <= len(payloads) <= 3

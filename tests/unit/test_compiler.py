@@ -91,12 +91,14 @@ def test_dependent_step_follows_and_receives_both_results(digits: dict[str, Any]
     assert stacker["ResultPath"] == "$.results.stacker"
 
 
-def test_step_payload_carries_the_mapping_verbatim(digits: dict[str, Any], packaged: Registry) -> None:
-    # Given the stacker step's declared input mapping
-    declared = packaged.get("digits-ensemble").steps[2]
-    # When the ensemble is compiled, Then get-transform-call receives it unchanged, with token and parent
+def test_step_payload_names_the_step_and_never_carries_its_declaration(digits: dict[str, Any]) -> None:
+    # Given the compiled digits-ensemble
+    # When the stacker task is read, Then get-transform-call receives the step's name (its declaration is
+    # the registry's, one place for it), the token, the parent, the attempt and the outcomes it reads
     payload = digits["States"]["stacker"]["Parameters"]["Payload"]
-    assert payload["step"] == {"name": "stacker", "service": "digits-stacker", "input": declared.input}
+    assert payload["step"] == {"name": "stacker", "service": "digits-stacker"}
+    assert payload["attempt.$"] == "$$.State.RetryCount" and payload["action"] == "step"
+    assert "{{" not in json.dumps(digits)
     assert payload["taskToken.$"] == "$$.Task.Token"
     assert payload["parent.$"] == "$.prediction"
 
@@ -121,8 +123,8 @@ def test_output_mapping_is_rendered_by_a_plain_invoke_before_success() -> None:
     render_task = asl["States"]["RenderOutput"]
     assert render_task["Resource"] == "arn:aws:states:::lambda:invoke"
     assert render_task["Parameters"]["Payload"] == {
+        "action": "output",
         "parent.$": "$.prediction",
-        "output": {"label": "{{ s0.output.label }}"},
         "outputs": {"s0.$": "$.results.s0"},
     }
     assert asl["States"]["s0"]["Next"] == "RenderOutput" and render_task["Next"] == "NotifySuccess"
@@ -185,11 +187,12 @@ def test_definitions_use_exactly_the_three_substitutions(packaged: Registry) -> 
         assert "arn:aws:lambda:" not in text and "arn:aws:sns:" not in text
 
 
-def test_dollar_brace_in_a_mapping_is_rejected() -> None:
+def test_dollar_brace_in_a_mapping_never_reaches_the_definition() -> None:
     # Given a mapping containing text SAM would take for a substitution
-    # When compiled, Then the ensemble is refused rather than producing an unsubstitutable template
-    with pytest.raises(RegistryInvalid, match=r"reserved for template substitutions.*Secret"):
-        compiled([{"name": "s0", "service": "m", "input": {"k": "${Secret}"}}])
+    # When compiled, Then the definition does not carry it (mappings stay in the registry), so the
+    # template's substitutions cannot be confused
+    asl = compiled([{"name": "s0", "service": "m", "input": {"k": "${Secret}"}}], output={"k": "${Other}"})
+    assert "${Secret}" not in json.dumps(asl) and "${Other}" not in json.dumps(asl)
 
 
 def test_mapping_key_ending_in_dollar_is_rejected() -> None:

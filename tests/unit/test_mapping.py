@@ -47,13 +47,17 @@ def test_input_field_is_read_from_the_request_input() -> None:
     assert result.document == {"source": "scanner"}
 
 
-def test_jmespath_beyond_plain_fields_is_evaluated() -> None:
-    # Given an expression with a slice
-    mapping = {"top": "{{ svm.output.probabilities[2:4] }}"}
+def test_jsonata_beyond_plain_fields_is_evaluated() -> None:
+    # Given expressions with a positional filter, arithmetic and an aggregation
+    mapping = {
+        "top": "{{ svm.output.probabilities[[2..3]] }}",
+        "scaled": "{{ svm.output.label * 0.5 + 1 }}",
+        "best": "{{ $max(svm.output.probabilities) }}",
+    }
     # When it is rendered
     result = render_mapping(mapping, Documents(svm=SVM_OUTPUT))
-    # Then JMESPath semantics apply
-    assert result.document == {"top": [0.0, 0.9]}
+    # Then JSONata semantics apply
+    assert result.document == {"top": [0.0, 0.9], "scaled": 2.5, "best": 0.9}
 
 
 @pytest.mark.parametrize(
@@ -93,7 +97,7 @@ def test_expression_that_matches_nothing_is_an_error_naming_it() -> None:
     # Given a reference to a field the svm output does not have
     mapping = {"x": "{{ svm.output.scores }}"}
     # When it is rendered, Then MappingError names the expression and the root
-    with pytest.raises(MappingError, match=r"svm\.output\.scores.*matched nothing in 'svm'"):
+    with pytest.raises(MappingError, match=r"svm\.output\.scores.*matched nothing"):
         render_mapping(mapping, Documents(svm=SVM_OUTPUT))
 
 

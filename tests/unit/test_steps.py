@@ -16,8 +16,10 @@ from chorus.domain import submit as submission
 from chorus.events.models import StepInvocation
 from chorus.model.mapping import MappingError
 from chorus.model.records import StepFunctionsCallback
+from chorus.model.registry import PACKAGED_REGISTRY
 from tests.support import aws_resources
 from tests.support.aws_resources import TENANT, caller, load_event
+from tests.support.registry_documents import ensemble
 
 ACME = caller()
 
@@ -86,10 +88,20 @@ def test_whole_input_reference_passes_the_object_on_without_a_copy(parent):
     assert listed.get("KeyCount", 0) == 0
 
 
-def test_reference_to_a_missing_field_fails_naming_the_step(parent):
-    step = {"name": "stacker", "service": "digits-stacker", "input": {"svm": "{{ svm.output.nothing }}"}}
+def test_reference_to_a_missing_field_fails_naming_the_step(parent, custom_registry):
+    custom_registry(
+        ensemble(
+            "digits-ensemble",
+            [
+                {"name": "svm", "service": "digits-svm"},
+                {"name": "forest", "service": "digits-forest"},
+                {"name": "stacker", "service": "digits-stacker", "input": {"svm": "{{ svm.output.nothing }}"}},
+            ],
+            "{{ stacker }}",
+        )
+    )
     with pytest.raises(MappingError, match=r"stacker.*svm\.output\.nothing"):
-        steps.run_step(invocation(parent, step))
+        steps.run_step(invocation(parent, {"name": "stacker", "service": "digits-stacker"}))
 
 
 def test_retried_task_reuses_the_child_and_takes_the_new_token(parent):
@@ -128,11 +140,15 @@ def test_spent_task_token_is_recorded_not_raised(parent):
     assert child.status.value == "succeeded"
 
 
-def test_output_mapping_is_rendered_into_the_parents_output(parent):
+def test_output_mapping_is_rendered_into_the_parents_output(parent, custom_registry):
+    output = {"label": "{{ svm.output.label }}", "both": ["{{ svm }}", "{{ forest.output.probabilities[0] }}"]}
+    digits = json.loads(PACKAGED_REGISTRY.read_text())["services"]
+    declared = next(s for s in digits if s["name"] == "digits-ensemble")
+    custom_registry({**declared, "output": output})
     event = invocation(parent, None).model_dump(by_alias=True, exclude_none=True)
     event.pop("taskToken")
     event.pop("step", None)
-    event["output"] = {"label": "{{ svm.output.label }}", "both": ["{{ svm }}", "{{ forest.output.probabilities[0] }}"]}
+    event["action"] = "output"
     location = steps.render_output(StepInvocation.model_validate(event))
     assert location["key"] == payloads.output_key(TENANT, parent["id"])
     rendered = json.loads(

@@ -52,23 +52,20 @@ def send_email(record: PredictionRecord, callback: EmailCallback, view: dict[str
     )
 
 
-def resume_parent(record: PredictionRecord, callback: StepFunctionsCallback) -> None:
-    """Finish the parent ensemble's waiting task with this step's outcome. A spent token (the
-    task already finished or timed out) means a duplicate: nothing to do."""
+def resume_parent(record: PredictionRecord, callback: StepFunctionsCallback, error: str = "StepFailed") -> None:
+    """Finish the parent ensemble's waiting task with this step's outcome (`error` names a failure
+    for the state machine's Retry and Catch). A spent token (the task already finished or timed
+    out) means a duplicate: nothing to do."""
     step = f"step {record.step_name!r} ({record.service})"
+    outcome: dict[str, Any] = {"id": record.id, "parentId": record.parent_id, "status": record.status.value}
     if record.status is Status.SUCCEEDED and record.output is not None:
         sent = executions.send_success(
-            callback.task_token,
-            {
-                "id": record.id,
-                "parentId": record.parent_id,
-                **record.output.as_dict(),
-                "outputLocation": record.output.uri,
-            },
+            callback.task_token, {**outcome, **record.output.as_dict(), "outputLocation": record.output.uri}
         )
+    elif record.status is Status.SKIPPED:
+        sent = executions.send_success(callback.task_token, outcome)
     else:
         reason = record.error.message if record.error else record.status.value
-        error = "StepFailed" if record.status is Status.FAILED else "StepCanceled"
         sent = executions.send_failure(callback.task_token, error, f"{step} {record.status.value}: {reason}")
     if not sent:
         logger.info("task token already spent (duplicate or timed out)", extra={"prediction_id": record.id})

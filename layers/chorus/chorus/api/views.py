@@ -49,8 +49,7 @@ def represent(record: PredictionRecord) -> dict[str, Any]:
     if delivery is not None:
         view["webhook" if isinstance(record.callback, WebhookCallback) else "email"] = delivery
     if record.kind == "ensemble":
-        order = [step.name for step in get_registry().get(record.service).steps]
-        view["steps"] = _steps(predictions.children(record.id), order)
+        view["steps"] = steps_view(record, predictions.children(record.id))
     return view
 
 
@@ -112,19 +111,79 @@ def _reached(record: PredictionRecord, event: CallbackEvent) -> bool:
     return record.started_at is not None
 
 
-def _steps(children: list[PredictionRecord], order: list[str]) -> list[dict[str, Any]]:
-    rank = {name: i for i, name in enumerate(order)}
-    ordered = sorted(children, key=lambda c: (rank.get(c.step_name or "", len(rank)), c.created_at))
-    return [
-        {
-            "name": child.step_name,
-            "service": child.service,
-            "id": child.id,
-            "status": child.status.value,
-            "startedAt": iso(child.started_at or child.created_at),
-            "completedAt": iso(child.completed_at),
-            "durationSeconds": _seconds(child.started_at or child.created_at, child.completed_at),
-            **({"error": child.error.model_dump()} if child.error else {}),
-        }
-        for child in ordered
-    ]
+def steps_view(record: PredictionRecord, children: list[PredictionRecord]) -> list[dict[str, Any]]:
+    """Every declared step of an ensemble prediction, in declaration order: its kind, status,
+    timings, child id (ids for a fanned-out step), attempts, and the decision it was taken on
+    (the audit trail: which condition was false, which rule case matched, with the values read)."""
+    registry = get_registry()
+    by_step: dict[str, list[PredictionRecord]] = {}
+    for child in children:
+        by_step.setdefault(child.step_name or "", []).append(child)
+    views = []
+    for step in registry.get(record.service).steps:
+        kind = "rule" if step.service is None else registry.get(step.service).kind
+        found = by_step.get(step.name, [])
+        view: dict[str, Any] = {"name": step.name, "kind": kind, "service": step.service}
+        if step.fans_out and not any(c.status is Status.SKIPPED for c in found):
+            view.update(_fan_out_view(record, found, step.optional))
+        elif found:
+            view.update(_child_view(_latest_attempts(found)[None], len({c.attempt or 0 for c in found})))
+        else:
+            view["status"] = "not_run" if record.status.terminal else "pending"
+        views.append(view)
+    return views
+
+
+def _latest_attempts(children: list[PredictionRecord]) -> dict[int | None, PredictionRecord]:
+    """Per item (None: the step itself), the child of its latest attempt."""
+    latest: dict[int | None, PredictionRecord] = {}
+    for child in sorted(children, key=lambda c: c.attempt or 0):
+        latest[child.item_index] = child
+    return latest
+
+
+def _child_view(child: PredictionRecord, attempts: int = 1) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": child.id,
+        "status": child.status.value,
+        "startedAt": iso(child.started_at or child.created_at),
+        "completedAt": iso(child.completed_at),
+        "durationSeconds": _seconds(child.started_at or child.created_at, child.completed_at),
+    }
+    if attempts > 1:
+        view["attempts"] = attempts
+    if child.error:
+        view["error"] = child.error.model_dump()
+    if child.decision:
+        view["decision"] = child.decision
+    return view
+
+
+def _fan_out_view(record: PredictionRecord, children: list[PredictionRecord], optional: bool) -> dict[str, Any]:
+    items = _latest_attempts(children)
+    ordered = [items[index] for index in sorted(i for i in items if i is not None)]
+    failed = [c for c in ordered if c.status is not Status.SUCCEEDED and c.status.terminal]
+    if any(not c.status.terminal for c in ordered):
+        status = "running"
+    elif failed and not optional:
+        status = "failed"
+    elif ordered or record.status.terminal:
+        status = "succeeded" if record.status is not Status.CANCELED or ordered else "not_run"
+    else:
+        status = "pending"
+    starts = [c.started_at or c.created_at for c in ordered]
+    ends = [c.completed_at for c in ordered]
+    completed = max(ends) if ends and all(ends) else None  # type: ignore[type-var]
+    view: dict[str, Any] = {
+        "status": status,
+        "ids": [c.id for c in ordered],
+        "items": len(ordered),
+        "failedItems": len(failed),
+        "startedAt": iso(min(starts)) if starts else None,
+        "completedAt": iso(completed),
+        "durationSeconds": _seconds(min(starts), completed) if starts else None,
+    }
+    errors = [{"item": c.item_index, **c.error.model_dump()} for c in failed if c.error]
+    if errors:
+        view["itemErrors"] = errors[:10]  # enough to see the pattern; each item's own record has all
+    return view

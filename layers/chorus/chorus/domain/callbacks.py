@@ -8,7 +8,19 @@ task at once (an AWS call, not a client's endpoint, and the next step waits on i
 from __future__ import annotations
 
 from chorus.adapters import notifier, queues
-from chorus.model.records import CallbackEvent, EmailCallback, PredictionRecord, StepFunctionsCallback, WebhookCallback
+from chorus.core.errors import UnknownService
+from chorus.model.records import (
+    CallbackEvent,
+    EmailCallback,
+    PredictionRecord,
+    Status,
+    StepFunctionsCallback,
+    WebhookCallback,
+)
+from chorus.model.registry import get_registry
+
+# The errors a failed step's task ends with: a step with `retry` retries only the first.
+STEP_RETRYABLE, STEP_FAILED, STEP_CANCELED = "StepRetryable", "StepFailed", "StepCanceled"
 
 
 def wants(record: PredictionRecord, event: CallbackEvent) -> bool:
@@ -23,7 +35,20 @@ def announce(record: PredictionRecord, event: CallbackEvent) -> None:
     series that already began is left to its own messages, so repeating this sends nothing twice."""
     if isinstance(record.callback, StepFunctionsCallback):
         if event is CallbackEvent.COMPLETED:
-            notifier.resume_parent(record, record.callback)
+            notifier.resume_parent(record, record.callback, step_error(record))
         return
     if wants(record, event) and event not in record.deliveries:
         queues.schedule_delivery(record.id, event, series=1, attempt=1)
+
+
+def step_error(record: PredictionRecord) -> str:
+    """How a step's failure is named to its state machine: retryable when its service says the
+    failure reason is worth another attempt."""
+    if record.status is not Status.FAILED:
+        return STEP_CANCELED
+    reason = record.error.message if record.error else ""
+    try:
+        retryable = get_registry().get(record.service).retryable(reason)
+    except UnknownService:
+        retryable = False
+    return STEP_RETRYABLE if retryable else STEP_FAILED

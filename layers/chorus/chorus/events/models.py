@@ -4,11 +4,11 @@ and the invocation Step Functions sends to get-transform-call."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
-from pydantic import BaseModel, ConfigDict, Field, Json, JsonValue
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Json, JsonValue, Tag
 
 from chorus.events.base import LooseModel
 from chorus.events.sagemaker import InferenceResult
@@ -87,10 +87,49 @@ class DeliveryRecord(SqsRecordModel):
 
 
 class StepLocation(LooseModel):
+    """One step's outcome in the execution state: where its output is (the task's result), or, for
+    a step that produced none, why: `status` skipped (its condition was false), or the `Error` and
+    `Cause` Step Functions caught for an optional step that failed."""
+
     id: str | None = None
-    bucket: str
-    key: str
-    content_type: str = Field(alias="contentType")
+    bucket: str | None = None
+    key: str | None = None
+    content_type: str | None = Field(default=None, alias="contentType")
+    status: str = "succeeded"
+    error: str | None = Field(default=None, alias="Error")
+    cause: str | None = Field(default=None, alias="Cause")
+
+    @property
+    def outcome(self) -> str:
+        """succeeded, skipped or failed."""
+        if self.error is not None:
+            return "failed"
+        if self.status != "succeeded" or self.bucket is None or self.key is None:
+            return self.status if self.status != "succeeded" else "failed"
+        return "succeeded"
+
+
+class FanOutOutcome(LooseModel):
+    """A fanned-out step in the execution state: its item indices, whether its condition skipped
+    it, and each item's outcome in order (the Map state's result)."""
+
+    items: list[int] = []
+    skipped: bool = False
+    outcomes: list[StepLocation] = []
+    error: str | None = Field(default=None, alias="Error")
+    cause: str | None = Field(default=None, alias="Cause")
+
+
+def _outcome_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "fan_out" if "items" in value or "outcomes" in value else "step"
+    return "fan_out" if isinstance(value, FanOutOutcome) else "step"
+
+
+Outcome = Annotated[
+    Annotated[StepLocation, Tag("step")] | Annotated[FanOutOutcome, Tag("fan_out")],
+    Discriminator(_outcome_kind),
+]
 
 
 class StepParent(LooseModel):
@@ -100,27 +139,40 @@ class StepParent(LooseModel):
 
 
 class StepDeclarationEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Which step of the parent's ensemble to run; its declaration is the registry's."""
+
+    model_config = ConfigDict(extra="ignore")
 
     name: str
-    service: str
-    input: JsonValue
+    service: str | None = None
 
 
 class StepInvocation(BaseModel):
-    """What an ensemble state machine sends get-transform-call. Without a task token it asks for
-    the ensemble's output mapping to be rendered instead of a step to be run."""
+    """What an ensemble state machine sends get-transform-call.
+
+    - `action` step (with a task token): run a step, or one item of a fanned-out step (`item`);
+      `attempt` is the task's retry count (`$$.State.RetryCount`).
+    - `action` items (no token): evaluate a fanned-out step's condition and list, store each item's
+      input, answer the item indices.
+    - `action` output (no token): render the ensemble's output mapping.
+    """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    action: Literal["step", "items", "output"] | None = None
     task_token: str | None = Field(default=None, alias="taskToken", max_length=8192)
     parent: StepParent
     step: StepDeclarationEvent | None = None
+    item: int | None = Field(default=None, ge=0)
+    attempt: int = Field(default=0, ge=0, le=100)
     output: JsonValue = None
-    outputs: dict[str, StepLocation] = {}
+    outputs: dict[str, Outcome] = {}
 
-    def locations(self) -> dict[str, Any]:
-        return {"input": self.parent.input, **self.outputs}
+    @property
+    def kind(self) -> str:
+        if self.action is not None:
+            return self.action
+        return "step" if self.task_token is not None else "output"
 
 
 class ExecutionDetail(LooseModel):

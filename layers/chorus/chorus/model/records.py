@@ -20,13 +20,14 @@ class Status(StrEnum):
     FAILED = "failed"
     CANCELED = "canceled"
     EXPIRED = "expired"
+    SKIPPED = "skipped"  # an ensemble step whose `when` condition was false: it never ran
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL
 
 
-TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.EXPIRED})
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.EXPIRED, Status.SKIPPED})
 
 # Which states each state may be entered from. Terminal states have no way out.
 ALLOWED_FROM: dict[Status, frozenset[Status]] = {
@@ -36,6 +37,7 @@ ALLOWED_FROM: dict[Status, frozenset[Status]] = {
     Status.FAILED: frozenset({Status.AWAITING_INPUT, Status.QUEUED, Status.RUNNING}),
     Status.CANCELED: frozenset({Status.AWAITING_INPUT, Status.QUEUED, Status.RUNNING}),
     Status.EXPIRED: frozenset({Status.AWAITING_INPUT}),
+    Status.SKIPPED: frozenset(),  # created skipped, never entered
 }
 
 
@@ -136,6 +138,9 @@ class StepFunctionsCallback(BaseModel):
 Callback = Annotated[WebhookCallback | EmailCallback | StepFunctionsCallback, Field(discriminator="type")]
 
 
+Kind = Literal["model", "ensemble", "rule"]  # a rule is an ensemble step computed without a model
+
+
 class PredictionRecord(BaseModel):
     """One item of the predictions table. Field aliases are the stored attribute names."""
 
@@ -145,7 +150,7 @@ class PredictionRecord(BaseModel):
     # Whose prediction this is: every read and write checks it (another tenant's id is a 404).
     tenant: str = Field(pattern=TENANT_NAME)
     service: str
-    kind: Literal["model", "ensemble"]
+    kind: Kind
     status: Status
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime = Field(alias="updatedAt")
@@ -163,6 +168,11 @@ class PredictionRecord(BaseModel):
     deliveries: dict[CallbackEvent, Delivery] = {}
     parent_id: str | None = Field(default=None, alias="parentId")
     step_name: str | None = Field(default=None, alias="stepName")
+    item_index: int | None = Field(default=None, alias="itemIndex")  # the item of a fanned-out step
+    attempt: int | None = None  # the retry of a step (absent: the first attempt)
+    # Why a step ran as it did (the audit trail): the condition and the values it read, the rule
+    # case that matched.
+    decision: dict[str, Any] | None = None
     execution_arn: str | None = Field(default=None, alias="executionArn")
     lease_until: datetime | None = Field(default=None, alias="leaseUntil")
     # Set at dispatch: past it, a prediction still running has lost its result and is timed out.

@@ -1,7 +1,7 @@
-"""References in ensemble mappings: `"{{ expression }}"` strings, and the source each one reads.
+"""References in ensemble mappings: `"{{ expression }}"` strings, and the sources each one reads.
 
 The one parser of reference syntax: the registry validates with it, the mapping renders with it,
-the compiler plans with it.
+the compiler plans with it. The expression inside the braces is JSONata (`model/expressions.py`).
 """
 
 from __future__ import annotations
@@ -9,15 +9,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import jmespath
+from chorus.model.expressions import INPUT, ITEM, sources
 
-INPUT = "input"
-REFERENCE = re.compile(r"^\{\{\s*(?P<expr>.+?)\s*\}\}$")
-_ROOT = re.compile(r"^(?P<root>[A-Za-z_][A-Za-z0-9_]*)")
+REFERENCE = re.compile(r"^\{\{\s*(?P<expr>.+?)\s*\}\}$", re.DOTALL)
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LITERALS = {"true", "false", "null"}  # JSONata's literal values, not names
 
-
-class InvalidReference(ValueError):
-    """A reference that does not start with `input` or a step name."""
+__all__ = [
+    "INPUT",
+    "ITEM",
+    "expression_sources",
+    "mapping_dependencies",
+    "reference_expression",
+    "references",
+    "whole_payload_root",
+]
 
 
 def reference_expression(value: Any) -> str | None:
@@ -38,54 +44,29 @@ def references(mapping: Any) -> list[str]:
     return [expression] if expression is not None else []
 
 
-def expression_root(expression: str) -> str:
-    """The source an expression reads: `input` or a step name (its leading identifier)."""
-    match = _ROOT.match(expression)
-    if not match:
-        raise InvalidReference(f"reference {expression!r} must start with `input` or a step name")
-    return match["root"]
-
-
 def whole_payload_root(expression: str) -> str | None:
-    """The root of a whole-payload reference (`input`, `svm`, `svm.output`), else None.
+    """The root of a whole-payload reference (`input`, `item`, `svm`, `svm.output`), else None.
 
     `input.output` is the field `output` of the request input, not a whole payload.
     """
-    root = expression_root(expression)
-    if expression == root or (root != INPUT and expression == f"{root}.output"):
+    expression = expression.strip()
+    if expression in _LITERALS:
+        return None
+    if _NAME.match(expression):
+        return expression
+    root, _, rest = expression.partition(".")
+    if rest == "output" and _NAME.match(root) and root not in (INPUT, ITEM):
         return root
     return None
 
 
-# JMESPath nodes whose first child is evaluated against the document and the rest against its
-# elements or result: only the first can name a source.
-_LEFT_ONLY = {
-    "subexpression",
-    "index_expression",
-    "projection",
-    "value_projection",
-    "filter_projection",
-    "flatten",
-    "pipe",
-    "slice",
-}
-
-
-def _sources(node: dict[str, Any]) -> set[str]:
-    kind = node.get("type")
-    if kind == "field":
-        return {node["value"]}
-    children = node.get("children", [])
-    if kind in _LEFT_ONLY:
-        return _sources(children[0]) if children else set()
-    return {name for child in children if isinstance(child, dict) for name in _sources(child)}
-
-
 def expression_sources(expression: str) -> set[str]:
-    """Every source (`input` or a step) an expression reads, e.g. both in `a.output.x || b.output.y`."""
-    return _sources(jmespath.compile(expression).parsed)
+    """Every source (`input`, `item` or a step) an expression reads, e.g. both in
+    `a.output.x + b.output.y`."""
+    root = whole_payload_root(expression)
+    return {root} if root is not None else sources(expression)
 
 
-def step_dependencies(mapping: Any) -> set[str]:
-    """The steps a mapping reads (never `input`)."""
-    return {expression_root(expr) for expr in references(mapping)} - {INPUT}
+def mapping_dependencies(mapping: Any) -> set[str]:
+    """The steps a mapping reads (never `input` or `item`)."""
+    return {name for expr in references(mapping) for name in expression_sources(expr)} - {INPUT, ITEM}
