@@ -1,15 +1,20 @@
 """`chorus admin …`: tenants, their API tokens, webhook secrets and audit trail.
 
-    chorus admin tenants create NAME [--email-recipients a@x.com @y.org …] [--webhook-hosts h.x.com *.y.org …]
+    chorus admin tenants create NAME [--rate-limit R] [--burst B] [--daily-quota Q]
+                                     [--email-recipients a@x.com @y.org …] [--webhook-hosts h.x.com *.y.org …]
                                                            --stack-name STACK | --local [READY_FILE]
-    chorus admin tenants update NAME [--email-recipients …] [--webhook-hosts …]   (replaces a list; none clears it)
+    chorus admin tenants update NAME [--rate-limit R] [--burst B] [--daily-quota Q (0: none)]
+                                     [--email-recipients …] [--webhook-hosts …]   (replaces a list; none clears it)
     chorus admin tenants rotate-secret NAME                (the new webhook secret is the last line)
-    chorus admin tenants list [--json]                     (the allow-lists, never secrets)
+    chorus admin tenants list [--json]                     (limits and allow-lists, never secrets)
     chorus admin tokens create --tenant NAME [--scopes predictions:create predictions:read admin]
                                [--expires-in 30d|12h|90m|3600s]    (the token is the last line, shown once)
     chorus admin tokens list [--tenant NAME] [--json]      (never secrets or hashes)
     chorus admin tokens revoke TOKEN_ID
     chorus admin audit --tenant NAME [--json]              (who did what, and when)
+
+Limits are the tenant's API Gateway usage plan: R requests per second (default 10), bursts of B
+(default 20), at most Q requests per UTC day (default: no quota); over them the API answers 429.
 
 Exit codes: 0 done, 1 failed (the target or the operation), 2 usage error.
 """
@@ -56,6 +61,25 @@ def tenant_name(value: str) -> str:
             f"{value!r} is not a tenant name: 1-63 lowercase letters, digits and '-', not starting with '-'"
         )
     return value
+
+
+def _bounded(kind: type[int] | type[float], low: float, high: float, what: str) -> Any:
+    def parse(value: str) -> int | float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}")
+        return number
+
+    return parse
+
+
+# chorus.model.tenancy.Limits: MAX_RATE_LIMIT, MAX_BURST_LIMIT
+rate_limit = _bounded(float, 0.001, 10_000, "a rate: requests per second, more than 0 and at most 10000")
+burst_limit = _bounded(int, 1, 5_000, "a burst: a whole number of requests from 1 to 5000")
+daily_quota = _bounded(int, 0, 10**12, "a daily quota: a whole number of requests (0: no quota)")
 
 
 def token_id(value: str) -> str:
@@ -113,29 +137,55 @@ def _lists(tenant: Any) -> str:
     return f"e-mail recipients: {recipients}; webhook hosts: {hosts}"
 
 
+def _limits(tenant: Any) -> str:
+    if tenant.limits is None:
+        return "limits: none (no usage plan: every request is refused until they are set)"
+    return f"limits: {tenant.limits.describe()} (usage plan {tenant.usage_plan_id})"
+
+
 def tenants_create(args: argparse.Namespace, where: Target) -> int:
     from chorus.adapters import tenants
+    from chorus.model.tenancy import Limits
 
+    limits = Limits().changed(rate_limit=args.rate_limit, burst_limit=args.burst, daily_quota=args.daily_quota)
     tenant = tenants.create_tenant(
         args.name,
         created_by=where.identity,
+        limits=limits,
         email_recipients=args.email_recipients or (),
         webhook_hosts=args.webhook_hosts or (),
     )
     print(f"created tenant {tenant.tenant} on {where.description}")
+    print(_limits(tenant))
     print(_lists(tenant))
     return 0
 
 
 def tenants_update(args: argparse.Namespace, where: Target) -> int:
-    from chorus.adapters import tenants
+    from chorus.adapters import tenants, tokens
 
-    if args.email_recipients is None and args.webhook_hosts is None:
-        return _fail("nothing to update: give --email-recipients and/or --webhook-hosts")
+    given = (args.email_recipients, args.webhook_hosts, args.rate_limit, args.burst, args.daily_quota)
+    if all(value is None for value in given):
+        return _fail(
+            "nothing to update: give --rate-limit, --burst, --daily-quota, --email-recipients and/or --webhook-hosts"
+        )
     tenant = tenants.update_tenant(
-        args.name, updated_by=where.identity, email_recipients=args.email_recipients, webhook_hosts=args.webhook_hosts
+        args.name,
+        updated_by=where.identity,
+        email_recipients=args.email_recipients,
+        webhook_hosts=args.webhook_hosts,
+        rate_limit=args.rate_limit,
+        burst_limit=args.burst,
+        daily_quota=args.daily_quota,
     )
+    # Tokens made before the tenant had a usage plan learn its key now.
+    stamped = tokens.stamp_usage_key(tenant)
     print(f"updated tenant {tenant.tenant} on {where.description}")
+    print(_limits(tenant))
+    if given[2:] != (None, None, None):
+        print("API Gateway applies changed limits after a short delay (seconds to a minute), not at once")
+    if stamped:
+        print(f"{stamped} token(s) of the tenant now name its usage plan")
     print(_lists(tenant))
     return 0
 
@@ -164,6 +214,9 @@ def tenants_list(args: argparse.Namespace, where: Target) -> int:
             [
                 [
                     t.tenant,
+                    f"{t.limits.rate_limit:g}" if t.limits else "-",
+                    str(t.limits.burst_limit) if t.limits else "-",
+                    str((t.limits.daily_quota or "none") if t.limits else "-"),
                     _when(t.created_at),
                     t.created_by,
                     ",".join(t.email_recipients) or "-",
@@ -171,7 +224,7 @@ def tenants_list(args: argparse.Namespace, where: Target) -> int:
                 ]
                 for t in found
             ],
-            ["TENANT", "CREATED", "CREATED BY", "E-MAIL RECIPIENTS", "WEBHOOK HOSTS"],
+            ["TENANT", "RATE/S", "BURST", "DAILY QUOTA", "CREATED", "CREATED BY", "E-MAIL RECIPIENTS", "WEBHOOK HOSTS"],
         )
     return 0
 
@@ -232,7 +285,10 @@ def tokens_list(args: argparse.Namespace, where: Target) -> int:
         # Never the hash: what identifies a token to an operator is its id.
         _json(
             [
-                {**t.model_dump(mode="json", by_alias=True, exclude={"secret_hash"}), "state": _state(t, now)}
+                {
+                    **t.model_dump(mode="json", by_alias=True, exclude={"secret_hash", "usage_key"}),
+                    "state": _state(t, now),
+                }
                 for t in found
             ]
         )
@@ -316,11 +372,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST",
         help="host names (h.x.com) or subdomains (*.x.com) webhooks may go to (default: any public host)",
     )
-    create = tenants.add_parser("create", parents=[*common, allow_lists], help="create a tenant")
+    limits = argparse.ArgumentParser(add_help=False)
+    limits.add_argument(
+        "--rate-limit", type=rate_limit, metavar="R", help="steady requests per second (default 10 on create)"
+    )
+    limits.add_argument(
+        "--burst", type=burst_limit, metavar="B", help="requests above the rate in a burst (default 20)"
+    )
+    limits.add_argument(
+        "--daily-quota",
+        type=daily_quota,
+        metavar="Q",
+        help="requests per UTC day (default: no quota; 0 removes a quota)",
+    )
+    create = tenants.add_parser("create", parents=[*common, limits, allow_lists], help="create a tenant")
     create.add_argument("name", type=tenant_name, metavar="NAME")
     create.set_defaults(run=tenants_create)
     update = tenants.add_parser(
-        "update", parents=[*common, allow_lists], help="replace a tenant's allow-lists (an empty list clears one)"
+        "update",
+        parents=[*common, limits, allow_lists],
+        help="change a tenant's limits, or replace its allow-lists (an empty list clears one)",
     )
     update.add_argument("name", type=tenant_name, metavar="NAME")
     update.set_defaults(run=tenants_update)

@@ -1,8 +1,9 @@
 """Which Chorus the CLI administers: a deployed stack (`--stack-name`) or `make local` (`--local`).
 
 Either way the outcome is the same: the environment variables the product's own settings read
-(TENANTS_TABLE, TOKENS_TABLE, AUDIT_TABLE) name the stack's tables, boto3's default session points at the right
-account or endpoint, and the product's cached settings and clients are forgotten, so the next
+(TENANTS_TABLE, TOKENS_TABLE, AUDIT_TABLE) name the stack's tables, REST_API_ID its REST API (the
+stage every tenant's usage plan applies to), boto3's default session points at the right account
+or endpoint, and the product's cached settings and clients are forgotten, so the next
 `chorus.adapters.tenants` call uses them.
 """
 
@@ -20,6 +21,8 @@ from chorus_cli import REPO_ROOT
 
 DEFAULT_READY_FILE = REPO_ROOT / ".chorus-local.json"
 TABLES = {"TenantsTable": "TENANTS_TABLE", "TokensTable": "TOKENS_TABLE", "AuditTable": "AUDIT_TABLE"}
+REST_API = "ChorusApi"  # logical id; its physical id is the REST API id
+RESOURCES = {**TABLES, REST_API: "REST_API_ID"}
 LOCAL_REGION = "us-east-1"
 LOCAL_IDENTITY = "local"
 
@@ -31,15 +34,15 @@ class TargetError(Exception):
 @dataclass(frozen=True)
 class Target:
     description: str
-    tables: dict[str, str]  # logical id -> physical name
+    resources: dict[str, str]  # logical id -> physical name (tables) or id (the REST API)
     identity: str  # who the caller is, recorded as createdBy
 
 
-def _activate(tables: dict[str, str]) -> None:
+def _activate(resources: dict[str, str]) -> None:
     from chorus.core import clients, settings
 
-    for logical_id, variable in TABLES.items():
-        os.environ[variable] = tables[logical_id]
+    for logical_id, variable in RESOURCES.items():
+        os.environ[variable] = resources[logical_id]
     settings.load.cache_clear()
     clients.reset_clients()
 
@@ -56,7 +59,7 @@ def local(ready_file: Path) -> Target:
     resources = ready.get("resources")
     if not isinstance(endpoint, str) or not isinstance(resources, dict):
         raise TargetError(f"{ready_file} has no aws_endpoint_url and resources: is it a `make local` ready file?")
-    missing = [logical_id for logical_id in TABLES if not isinstance(resources.get(logical_id), str)]
+    missing = [logical_id for logical_id in RESOURCES if not isinstance(resources.get(logical_id), str)]
     if missing:
         raise TargetError(f"the local stack in {ready_file} has no {' or '.join(missing)}")
     # Dummy credentials for the local gateway; a profile or session token from the shell must not leak in.
@@ -69,26 +72,26 @@ def local(ready_file: Path) -> Target:
         AWS_DEFAULT_REGION=str(ready.get("region") or LOCAL_REGION),
     )
     boto3.setup_default_session()
-    tables = {logical_id: str(resources[logical_id]) for logical_id in TABLES}
-    _activate(tables)
-    return Target(f"local stack at {endpoint}", tables, LOCAL_IDENTITY)
+    found = {logical_id: str(resources[logical_id]) for logical_id in RESOURCES}
+    _activate(found)
+    return Target(f"local stack at {endpoint}", found, LOCAL_IDENTITY)
 
 
 def aws(stack_name: str, region: str | None = None, profile: str | None = None) -> Target:
-    """A deployed stack: CloudFormation names its tables, STS names the caller."""
+    """A deployed stack: CloudFormation names its tables and REST API, STS names the caller."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         boto3.setup_default_session(region_name=region, profile_name=profile)
         cloudformation = boto3.client("cloudformation")
-        tables = {}
-        for logical_id in TABLES:
+        found = {}
+        for logical_id in RESOURCES:
             detail = cloudformation.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical_id)
-            tables[logical_id] = str(detail["StackResourceDetail"]["PhysicalResourceId"])
+            found[logical_id] = str(detail["StackResourceDetail"]["PhysicalResourceId"])
         identity = str(boto3.client("sts").get_caller_identity()["Arn"])
     except ClientError as exc:
         raise TargetError(f"stack {stack_name!r}: {exc.response['Error'].get('Message') or exc}") from None
     except BotoCoreError as exc:
         raise TargetError(f"stack {stack_name!r}: {exc}") from None
-    _activate(tables)
-    return Target(f"stack {stack_name}", tables, identity)
+    _activate(found)
+    return Target(f"stack {stack_name}", found, identity)

@@ -31,7 +31,8 @@ Execution input (built by process-input)::
   by get-transform-call or sent with SendTaskFailure already name the step; `States.Timeout` does
   not, so a timed-out step goes through a state whose static Cause names it.
 
-Run `python -m chorus_compiler` to regenerate `statemachines/`, `--check` to verify it (CI).
+Run `python -m chorus_compiler` to regenerate `statemachines/` and the ensembles' resources in
+`template.yaml` (chorus_compiler/template.py), `--check` to verify both (CI).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from chorus.model.registry import (
     StepDeclaration,
     parse_registry,
 )
+from chorus_compiler.template import render_template, template_file
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 STATE_MACHINES = REPOSITORY / "statemachines"
@@ -484,6 +486,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="verify the files are current; exit 1 if not")
     parser.add_argument("--registry", type=Path, default=PACKAGED_REGISTRY, help="registry JSON (default: packaged)")
     parser.add_argument("--out", type=Path, default=STATE_MACHINES, help="output directory")
+    parser.add_argument(
+        "--template",
+        type=Path,
+        default=None,
+        help="template whose ensembles block is generated (default: template.yaml, unless --out is given)",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -493,6 +501,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.registry}: {exc.message}", file=sys.stderr)
         return 1
     orphans = sorted(_generated_files(args.out) - set(files)) if args.out.is_dir() else []
+    # Elsewhere than statemachines/ (a scratch directory, a test), the repository's template is left alone.
+    template_path = args.template or (template_file(REPOSITORY) if args.out == STATE_MACHINES else None)
+    if template_path is not None:
+        current = template_path.read_text(encoding="utf-8")
+        files[template_path] = render_template(current, registry)
 
     if args.check:
         stale = [p for p, text in files.items() if not p.is_file() or p.read_text(encoding="utf-8") != text]

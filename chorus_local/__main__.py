@@ -136,7 +136,7 @@ def _banner(stack: LocalStack) -> str:
     return f"""
 Chorus local stack is up ({stack.startup_seconds:.1f} s)
   REST API       {api}/v1   (also without the /v1 prefix)
-  AWS endpoint   {aws}   (S3, DynamoDB, SQS, SNS, SES, SSM, Step Functions, Lambda, SageMaker runtime)
+  AWS endpoint   {aws}   (S3, DynamoDB, SQS, SNS, SES, SSM, KMS, Step Functions, API Gateway, Lambda, SageMaker runtime)
   webhook secret {stack.webhook_secret}   (tenant local's)
 {token_lines}
   aws --endpoint-url {aws} s3 ls

@@ -18,6 +18,13 @@ runtime; its `Unauthorized` error is a 401, any other error or a malformed resul
 (AUTHORIZER_FAILURE); its policy is cached per identity-source value for the authorizer's TTL and
 evaluated against each request's method ARN (explicit Deny wins, no Allow is a 403 ACCESS_DENIED);
 `principalId` and the context reach the function as `requestContext.authorizer`.
+
+A method that requires an API key (SAM's `Auth.ApiKeyRequired`) is then admitted by the API's usage
+plans (chorus_local/usage_plans.py): the key is the request's `x-api-key` header, or the authorizer
+result's `usageIdentifierKey` when the API's key source is AUTHORIZER; no (enabled) key in a plan
+of the stage is a 403 (API_KEY), over its quota or rate a 429 (QUOTA_EXCEEDED, THROTTLED), in the
+API's gateway responses. An admitted key reaches the function as `requestContext.identity.apiKey`
+and `apiKeyId`.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from werkzeug.wrappers import Request, Response
 
 from chorus_local.gateway import LOCAL_ACCOUNT_ID
 from chorus_local.lambda_runtime import InvocationResult, LambdaRuntime
+from chorus_local.usage_plans import UsagePlans
 
 log = logging.getLogger("chorus_local.api")
 
@@ -80,6 +88,7 @@ class ApiRoute:
     function: str  # the Lambda proxy integration's function ("" for a mock integration)
     mock: GatewayResponse | None = None  # a mock integration's static response
     authorizer: Authorizer | None = None
+    api_key_required: bool = False
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -102,6 +111,9 @@ _ERRORS: dict[str, tuple[int, str | None, str]] = {
     "UNAUTHORIZED": (401, "Unauthorized", "UnauthorizedException"),
     "ACCESS_DENIED": (403, "User is not authorized to access this resource", "AccessDeniedException"),
     "AUTHORIZER_FAILURE": (500, None, "AuthorizerConfigurationException"),
+    "API_KEY": (403, "Forbidden", "ForbiddenException"),
+    "THROTTLED": (429, "Too Many Requests", "TooManyRequestsException"),
+    "QUOTA_EXCEEDED": (429, "Limit Exceeded", "LimitExceededException"),
 }
 # The status codes callers name (the first error of that status).
 _BY_STATUS = {
@@ -123,6 +135,11 @@ class ApiConfig:
     stage_variables: dict[str, str] = field(default_factory=dict)
     gateway_responses: dict[str, GatewayResponse] = field(default_factory=dict)
     region: str = "us-east-1"
+    api_key_source: str = "HEADER"  # or AUTHORIZER: the authorizer's usageIdentifierKey
+
+    @property
+    def requires_api_keys(self) -> bool:
+        return any(route.api_key_required for route in self.routes)
 
 
 def _match(route: ApiRoute, segments: Sequence[str]) -> dict[str, str] | None:
@@ -157,9 +174,12 @@ def _specificity(route: ApiRoute) -> tuple[int, ...]:
 class RestApi:
     """WSGI app: match a route, build the proxy event, invoke, map the response."""
 
-    def __init__(self, config: ApiConfig, runtime: LambdaRuntime) -> None:
+    def __init__(self, config: ApiConfig, runtime: LambdaRuntime, usage_plans: UsagePlans | None = None) -> None:
+        if config.requires_api_keys and usage_plans is None:
+            raise ValueError("methods of this API require an API key: the REST API needs the usage plans")
         self.config = config
         self._runtime = runtime
+        self._usage_plans = usage_plans
         # Deterministic order: most specific route first; on one resource, its own method before ANY.
         self._routes = sorted(config.routes, key=lambda r: (_specificity(r), r.method != "ANY"), reverse=True)
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="api-integration")
@@ -244,11 +264,21 @@ class RestApi:
             return self.error(413, request_id)
         route, params = found
         event = self.proxy_event(request, route, path, params, body, request_id)
+        usage_key: str | None = None
         if route.authorizer is not None:
             outcome = self._authorize(request, route.authorizer, event, request_id)
             if isinstance(outcome, Response):
                 return outcome
-            event["requestContext"]["authorizer"] = outcome
+            event["requestContext"]["authorizer"], usage_key = outcome
+        if route.api_key_required:
+            assert self._usage_plans is not None  # required by __init__
+            if self.config.api_key_source == "HEADER":
+                usage_key = request.headers.get("x-api-key")
+            refusal, limits = self._usage_plans.admit(usage_key)
+            if refusal is not None:
+                return self.error(refusal, request_id)
+            assert limits is not None
+            event["requestContext"]["identity"].update(apiKey=usage_key, apiKeyId=limits.key_id)
         future = self._pool.submit(self._runtime.invoke, route.function, json.dumps(event).encode())
         try:
             result = future.result(timeout=INTEGRATION_TIMEOUT_SECONDS)
@@ -307,8 +337,9 @@ class RestApi:
 
     def _authorize(
         self, request: Request, authorizer: Authorizer, proxy: dict[str, Any], request_id: str
-    ) -> Response | dict[str, Any]:
-        """The proxy event's `requestContext.authorizer`, or API Gateway's refusal."""
+    ) -> Response | tuple[dict[str, Any], str | None]:
+        """The proxy event's `requestContext.authorizer` and the result's usage identifier key, or
+        API Gateway's refusal."""
         identity = self.identity(request, authorizer)
         if identity is None:
             return self.error("UNAUTHORIZED", request_id)
@@ -346,7 +377,8 @@ class RestApi:
             return self.error("ACCESS_DENIED", request_id, EXPLICIT_DENY)
         if decision != "Allow":
             return self.error("ACCESS_DENIED", request_id)
-        return {"principalId": result.principal_id, **result.context, "integrationLatency": latency}
+        context = {"principalId": result.principal_id, **result.context, "integrationLatency": latency}
+        return context, result.usage_identifier_key
 
     def _is_binary(self, content_type: str | None) -> bool:
         if not content_type:
@@ -495,6 +527,7 @@ class AuthorizerResult:
     principal_id: str
     policy: dict[str, Any]
     context: dict[str, str]
+    usage_identifier_key: str | None = None  # the API key of the caller's usage plan (key source AUTHORIZER)
 
     @classmethod
     def parse(cls, value: Any) -> AuthorizerResult:
@@ -520,7 +553,10 @@ class AuthorizerResult:
                 flat[str(name)] = str(item)
             elif item is not None:
                 raise ValueError(f"context value {name!r} is not a string, number or boolean")
-        return cls(principal, policy, flat)
+        usage_key = value.get("usageIdentifierKey")
+        if usage_key is not None and not isinstance(usage_key, str):
+            raise ValueError("usageIdentifierKey is not a string")
+        return cls(principal, policy, flat, usage_key or None)
 
 
 def _wildcard(pattern: str, value: str, *, ignore_case: bool = False) -> bool:

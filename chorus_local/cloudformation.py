@@ -436,6 +436,7 @@ class _RestApi:
     binary_media_types: list[str]
     cors: CorsConfig | None
     gateway_responses: dict[str, GatewayResponse]
+    api_key_source: str = "HEADER"  # where a method that requires an API key takes it from
     stages: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (name, stage variables)
     deployment_stages: list[str] = field(default_factory=list)  # a Deployment's own StageName
 
@@ -681,6 +682,7 @@ class Provisioner:
             stage_variables=variables,
             gateway_responses=api.gateway_responses,
             region=self.region,
+            api_key_source=api.api_key_source,
         )
 
 
@@ -1112,18 +1114,27 @@ def _static_headers(parameters: Mapping[str, Any], prefix: str, context: str) ->
 _IDENTITY_SOURCE = re.compile(r"^method\.request\.(?P<kind>header|querystring)\.(?P<name>[^.,\s]+)$")
 
 
-def _authorizers(p: Provisioner, body: Mapping[str, Any], context: str) -> dict[str, Authorizer]:
-    """The Lambda authorizers among the API's security schemes (SAM's `Auth.Authorizers`)."""
+# The security scheme of a method that requires an API key (SAM's `Auth.ApiKeyRequired`).
+_API_KEY_SCHEME = {"type": "apiKey", "name": "x-api-key", "in": "header"}
+
+
+def _authorizers(p: Provisioner, body: Mapping[str, Any], context: str) -> tuple[dict[str, Authorizer], set[str]]:
+    """The API's security schemes: its Lambda authorizers (SAM's `Auth.Authorizers`), and the names
+    of its API key schemes (a method naming one requires an API key)."""
     schemes = {
         **(body.get("securityDefinitions") or {}),
         **((body.get("components") or {}).get("securitySchemes") or {}),
     }
     found: dict[str, Authorizer] = {}
+    api_keys: set[str] = set()
     for name, scheme in schemes.items():
         where = f"{context} security scheme {name}"
         spec = scheme.get("x-amazon-apigateway-authorizer")
+        if dict(scheme) == _API_KEY_SCHEME:
+            api_keys.add(name)
+            continue
         if scheme.get("x-amazon-apigateway-authtype") != "custom" or not isinstance(spec, dict):
-            raise TemplateError(f"{where}: only Lambda authorizers are emulated locally (no API keys, no Cognito)")
+            raise TemplateError(f"{where}: only Lambda authorizers and API keys are emulated locally (no Cognito, IAM)")
         _only(
             where,
             spec,
@@ -1152,7 +1163,7 @@ def _authorizers(p: Provisioner, body: Mapping[str, Any], context: str) -> dict[
             ttl_seconds=_int(spec.get("authorizerResultTtlInSeconds", 300)),
             validation_expression=str(validation) if validation else None,
         )
-    return found
+    return found, api_keys
 
 
 def _route(
@@ -1162,12 +1173,15 @@ def _route(
     operation: Mapping[str, Any],
     context: str,
     authorizers: Mapping[str, Authorizer],
+    api_keys: set[str],
     default_security: list[Any] | None,
 ) -> ApiRoute:
     method = "ANY" if verb == _ANY_METHOD else verb.upper()
     where = f"{context} {method} {path}"
     requirements = operation.get("security", default_security) or []
     security = {name for requirement in requirements for name in requirement} - {"NONE"}
+    api_key_required = bool(security & api_keys)
+    security -= api_keys
     unknown = security - set(authorizers)
     if unknown:
         raise TemplateError(f"{where}: security {', '.join(sorted(unknown))} is not a Lambda authorizer of the API")
@@ -1181,7 +1195,9 @@ def _route(
         if match is None:
             raise TemplateError(f"{where}: integration {integration.get('uri')} is not a Lambda function")
         function = p.function(match["function"], where).name
-        return ApiRoute(path=path, method=method, function=function, authorizer=authorizer)
+        return ApiRoute(
+            path=path, method=method, function=function, authorizer=authorizer, api_key_required=api_key_required
+        )
     if kind == "mock":  # SAM's CORS preflight (OPTIONS) methods
         response = (integration.get("responses") or {}).get("default") or {}
         _only(f"{where} mock response", response, {"statusCode", "responseTemplates", "responseParameters"})
@@ -1198,12 +1214,14 @@ def _rest_api(p: Provisioner, r: _Resource) -> None:
     """The OpenAPI document SAM generates from Api events, Cors and GatewayResponses."""
     props = r.properties
     body = props.get("Body") or {}
-    authorizers = _authorizers(p, body, r.logical_id)
+    authorizers, api_keys = _authorizers(p, body, r.logical_id)
     routes: list[ApiRoute] = []
     for path, operations in (body.get("paths") or {}).items():
         for verb, operation in operations.items():
             if verb in _HTTP_METHODS:
-                routes.append(_route(p, str(path), verb, operation, r.logical_id, authorizers, body.get("security")))
+                routes.append(
+                    _route(p, str(path), verb, operation, r.logical_id, authorizers, api_keys, body.get("security"))
+                )
             elif verb not in ("parameters", "summary", "description"):
                 raise TemplateError(f"{r.logical_id} {path}: {verb} is not supported locally")
     origins = {
@@ -1223,6 +1241,10 @@ def _rest_api(p: Provisioner, r: _Resource) -> None:
             status=_int(spec["statusCode"]) if "statusCode" in spec else None,
         )
     binary = [*(body.get("x-amazon-apigateway-binary-media-types") or []), *(props.get("BinaryMediaTypes") or [])]
+    # The property (SAM's ApiKeySourceType) wins over the OpenAPI extension, as on import.
+    key_source = str(props.get("ApiKeySourceType") or body.get("x-amazon-apigateway-api-key-source") or "HEADER")
+    if key_source.upper() not in ("HEADER", "AUTHORIZER"):
+        raise TemplateError(f"{r.logical_id}: ApiKeySourceType {key_source} is neither HEADER nor AUTHORIZER")
     api_id = hashlib.sha1(f"{p.stack.stack_name}/{r.logical_id}".encode()).hexdigest()[:10]
     p._apis[api_id] = _RestApi(
         logical_id=r.logical_id,
@@ -1230,6 +1252,7 @@ def _rest_api(p: Provisioner, r: _Resource) -> None:
         binary_media_types=list(dict.fromkeys(str(t).replace("~1", "/") for t in binary)),
         cors=CorsConfig(allow_origin=origins.pop()) if origins else None,
         gateway_responses=responses,
+        api_key_source=key_source.upper(),
     )
     p.register(r.logical_id, api_id, RootResourceId=hashlib.sha1(api_id.encode()).hexdigest()[:10])
 
@@ -1275,6 +1298,37 @@ def _state_machine(p: Provisioner, r: _Resource) -> None:
         tags=[{"key": t["Key"], "value": t["Value"]} for t in _tags(props.get("Tags"))],
     )["stateMachineArn"]
     p.register(r.logical_id, arn, Arn=arn, Name=name)
+
+
+def _kms_key(p: Provisioner, r: _Resource) -> None:
+    """A key in moto's KMS, with its policy (stored, not evaluated) and rotation."""
+    props = r.properties
+    policy = props["KeyPolicy"]
+    request: dict[str, Any] = {"Policy": policy if isinstance(policy, str) else json.dumps(policy)}
+    for key in ("Description", "KeyUsage", "KeySpec"):
+        if key in props:
+            request[key] = str(props[key])
+    if "MultiRegion" in props:
+        request["MultiRegion"] = _bool_text(props["MultiRegion"]) == "true"
+    if props.get("Tags"):
+        request["Tags"] = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in _tags(props["Tags"])]
+    kms = p.endpoint.client("kms")
+    metadata = kms.create_key(**request)["KeyMetadata"]
+    key_id = metadata["KeyId"]
+    if _bool_text(props.get("EnableKeyRotation", False)) == "true":
+        period = (
+            {"RotationPeriodInDays": _int(props["RotationPeriodInDays"])} if "RotationPeriodInDays" in props else {}
+        )
+        kms.enable_key_rotation(KeyId=key_id, **period)
+    if _bool_text(props.get("Enabled", True)) == "false":
+        kms.disable_key(KeyId=key_id)
+    p.register(r.logical_id, key_id, Arn=metadata["Arn"], KeyId=key_id)
+
+
+def _kms_alias(p: Provisioner, r: _Resource) -> None:
+    name = str(r.properties["AliasName"])
+    p.endpoint.client("kms").create_alias(AliasName=name, TargetKeyId=str(r.properties["TargetKeyId"]))
+    p.register(r.logical_id, name)
 
 
 def _events_rule(p: Provisioner, r: _Resource) -> None:
@@ -1456,7 +1510,7 @@ _SUPPORT: dict[str, _TypeSupport] = {
     ),
     "AWS::ApiGateway::RestApi": _TypeSupport(
         _rest_api,
-        frozenset({"Body", "Name", "BinaryMediaTypes"}),
+        frozenset({"Body", "Name", "BinaryMediaTypes", "ApiKeySourceType"}),
         {
             "Description": "metadata",
             "Parameters": "OpenAPI import options",
@@ -1465,7 +1519,6 @@ _SUPPORT: dict[str, _TypeSupport] = {
             "DisableExecuteApiEndpoint": "served on 127.0.0.1",
             "FailOnWarnings": "OpenAPI import option",
             "Mode": "OpenAPI import option",
-            "ApiKeySourceType": "API keys are not emulated (a method that needs one fails provisioning)",
             "Policy": "resource policies are not enforced locally",
             "Tags": "metadata",
         },
@@ -1504,6 +1557,27 @@ _SUPPORT: dict[str, _TypeSupport] = {
         ),
         {"LoggingConfiguration": "no CloudWatch Logs locally", "TracingConfiguration": "no X-Ray locally"},
     ),
+    "AWS::KMS::Key": _TypeSupport(
+        _kms_key,
+        frozenset(
+            {
+                "KeyPolicy",
+                "Description",
+                "EnableKeyRotation",
+                "RotationPeriodInDays",
+                "Enabled",
+                "KeyUsage",
+                "KeySpec",
+                "MultiRegion",
+                "Tags",
+            }
+        ),
+        {
+            "PendingWindowInDays": "a local key is never scheduled for deletion",
+            "BypassPolicyLockoutSafetyCheck": "moto stores key policies without evaluating them",
+        },
+    ),
+    "AWS::KMS::Alias": _TypeSupport(_kms_alias, frozenset({"AliasName", "TargetKeyId"}), {}),
     "AWS::Events::Rule": _TypeSupport(
         _events_rule,
         frozenset({"EventPattern", "Targets", "Name", "State", "EventBusName"}),

@@ -1,6 +1,6 @@
 """The AWS gateway: one local endpoint for every AWS API the functions call.
 
-moto's server app handles S3, DynamoDB, SQS, SNS, SES, SSM and Step Functions. This WSGI
+moto's server app handles S3, DynamoDB, SQS, SNS, SES, SSM, KMS and Step Functions. This WSGI
 middleware sits in front of it and takes over what moto cannot run without Docker:
 - `POST /2015-03-31/functions/{name}/invocations` (Lambda Invoke) → the local Lambda runtime;
   Step Functions' lambda:invoke tasks arrive here too, because moto's interpreter calls

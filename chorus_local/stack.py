@@ -8,7 +8,7 @@ Start-up order (each step needs the previous one):
 3. the SageMaker runtime, after the demo models are trained (cached after the first run);
 4. the Lambda runtime (worker pools, warmed in the background);
 5. event sources: SQS pollers and SNS subscriptions;
-6. the REST API on 127.0.0.1:<api_port>.
+6. the REST API on 127.0.0.1:<api_port>, applying the usage plans stored in moto (usage_plans.py).
 `stop()` undoes it in reverse. moto's state lives in module globals, so one process runs one
 LocalStack at a time; `start()` resets moto so each stack begins empty.
 """
@@ -30,6 +30,7 @@ from chorus_local.event_sources import SnsDeliveries, SqsPoller
 from chorus_local.gateway import AwsEndpoint, AwsGateway, WsgiServer, gateway_server
 from chorus_local.lambda_runtime import DEFAULT_RETRY_DELAYS, LambdaRuntime, LogSink
 from chorus_local.tenancy import API_TOKEN_ENV, AUDIT_TABLE, TENANTS_TABLE, TOKENS_TABLE, create_local_token
+from chorus_local.usage_plans import UsagePlans
 
 if TYPE_CHECKING:
     from chorus_local.sagemaker import EndpointConfig, SageMakerRuntime
@@ -215,6 +216,10 @@ class LocalStack:
         if TENANTS_TABLE not in refs or TOKENS_TABLE not in refs or AUDIT_TABLE not in refs:
             log.info("the template has no %s, %s and %s: no API token", TENANTS_TABLE, TOKENS_TABLE, AUDIT_TABLE)
             return
+        api = self.provisioned.api
+        if api is None:
+            log.info("the template has no REST API: no API token")
+            return
         self.api_token = create_local_token(
             self.repo_root,
             self.endpoint.url,
@@ -224,6 +229,7 @@ class LocalStack:
             str(refs[AUDIT_TABLE]),
             self.webhook_secret,
             self._requested_token,
+            api_stage=(api.api_id, api.stage),
         )
         log.info("tenant local has an API token with every scope (id %s)", self.api_token.split("_")[1])
 
@@ -279,7 +285,10 @@ class LocalStack:
         if self.provisioned.api is None:
             log.info("the template declares no Api events; no REST API")
             return
-        self._rest_api = RestApi(self.provisioned.api, self.runtime)
+        assert self.endpoint is not None
+        api = self.provisioned.api
+        usage_plans = UsagePlans(self.endpoint.client("apigateway"), api.api_id, api.stage)
+        self._rest_api = RestApi(api, self.runtime, usage_plans)
         self._api_server = WsgiServer(self._rest_api, self._api_port, "rest-api")
         self._api_server.start()
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
             WEBHOOK_ALLOWED_NETWORKS="",
             WEBHOOK_RETRY_SCHEDULE="0,0,0",
             WEBHOOK_ATTEMPT_SECONDS="5",
+            REST_API_ID=aws_resources.REST_API_ID,  # tenants' usage plans name this API's stage
         )
         for name, value in env.items():
             monkeypatch.setenv(name, value)
@@ -54,3 +56,20 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
         aws_resources.seed_tenants()
         yield env
     _reset_chorus_caches()
+
+
+@pytest.fixture
+def custom_registry(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Any:  # type: ignore[no-untyped-def]
+    """`custom_registry(*services)`: the packaged registry with these services added or replaced,
+    served through REGISTRY_FILE as an operator's own file would be."""
+    import json
+
+    from tests.support.registry_documents import packaged_with
+
+    def use(*services: dict[str, Any]) -> None:
+        path = tmp_path / "services.json"
+        path.write_text(json.dumps(packaged_with(*services)))
+        monkeypatch.setenv("REGISTRY_FILE", str(path))
+        _reset_chorus_caches()
+
+    return use

@@ -82,11 +82,14 @@ def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response
             raise IdempotencyConflict("this Idempotency-Key was used with a different request body") from exc
         except IdempotencyAlreadyInProgressError as exc:
             raise IdempotencyConflict("a request with this Idempotency-Key is still in progress; retry") from exc
+    headers = {"Location": f"/predictions/{view['id']}"}
     wait = _prefer_wait(app.current_event.headers.get("Prefer"))
     if wait and request.input is not None:  # an upload cannot finish while we hold the answer
-        view = queries.wait_until_finished(caller, view["id"], wait, fallback=view)
+        view, waited = queries.wait_for_result(caller, view["id"], wait, fallback=view)
+        if waited:  # only a preference (RFC 7240): say so when it was honoured
+            headers["Preference-Applied"] = f"wait={wait}"
     finished = view["status"] in {"succeeded", "failed", "canceled", "expired"}
-    return json_response(200 if finished else 202, view, {"Location": f"/predictions/{view['id']}"})
+    return json_response(200 if finished else 202, view, headers)
 
 
 @app.post("/predictions/<prediction_id>/cancel")

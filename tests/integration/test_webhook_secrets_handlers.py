@@ -226,7 +226,13 @@ def test_admin_actions_are_audited_with_who_and_when(aws):
         ("token.revoked", "dave"),
         ("webhook_secret.rotated", "erin"),
     ]
-    assert events[0].details == {"emailRecipients": ["@x.com"], "webhookHosts": []}
+    assert events[0].details == {
+        "emailRecipients": ["@x.com"],
+        "webhookHosts": [],
+        "rateLimit": "10",
+        "burstLimit": "20",
+        "dailyQuota": "none",
+    }
     assert events[1].details == {"webhookHosts": ["*.x.com"]}
     assert events[3].details == {"tokenId": token.token_id}
     assert all(e.moment <= iso(utcnow()) for e in events)

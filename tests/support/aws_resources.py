@@ -20,6 +20,7 @@ WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the seeded tenants'
 TENANCY_TABLES = {"TenantsTable": "TENANTS_TABLE", "TokensTable": "TOKENS_TABLE", "AuditTable": "AUDIT_TABLE"}
 ALLOWED_RECIPIENTS = ("@example.com",)  # the seeded tenants may e-mail anyone at example.com
 SENDER = "noreply@chorus.example.com"
+REST_API_ID = "chorusapi1"  # the REST API tenants' usage plans apply to (moto does not check it exists)
 
 
 @cache

@@ -47,7 +47,10 @@ def test_a_valid_token_gets_its_routes_its_identity_and_is_touched(tenancy: Any)
     token, plaintext = tenancy.create_token("acme", [Scope.READ], created_by="tests")
     # When the authorizer sees it
     result = authorize.authorize(event(bearer(plaintext)))
-    # Then it allows exactly the read routes of this API and stage, and says who is calling
+    # Then it allows exactly the read routes of this API and stage, says who is calling, and names
+    # the tenant's usage plan (its API key, which API Gateway applies the tenant's limits by)
+    from chorus.adapters import tenants
+
     assert result == {
         "principalId": token.token_id,
         "policyDocument": {
@@ -66,6 +69,7 @@ def test_a_valid_token_gets_its_routes_its_identity_and_is_touched(tenancy: Any)
             ],
         },
         "context": {"tenant": "acme", "tokenId": token.token_id, "scopes": "predictions:read"},
+        "usageIdentifierKey": tenants.require_tenant("acme").api_key,
     }
     # And the token's use is recorded
     touched = tenancy.find_token(token.token_id)

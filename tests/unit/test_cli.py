@@ -19,6 +19,7 @@ import pytest
 from tests.support.aws_resources import REPO, create_table, resource
 
 STACK = "chorus-cli-test"
+LOCAL_API = "a1b2c3d4e5"  # the REST API id a local stack's ready file names
 TABLES = {"TenantsTable": "chorus-cli-tenants", "TokensTable": "chorus-cli-tokens", "AuditTable": "chorus-cli-audit"}
 _ENV = (
     "AWS_ENDPOINT_URL",
@@ -31,6 +32,7 @@ _ENV = (
     "TENANTS_TABLE",
     "TOKENS_TABLE",
     "AUDIT_TABLE",
+    "REST_API_ID",
 )
 
 
@@ -68,24 +70,28 @@ def create_tenancy_tables(names: dict[str, str] | None = None) -> dict[str, str]
 
 @pytest.fixture
 def deployed(clean_env: None) -> Iterator[str]:
-    """A CloudFormation stack in moto holding the two tables with template.yaml's properties."""
+    """A CloudFormation stack in moto holding the tenancy tables with template.yaml's properties, and
+    a REST API (the stage tenants' usage plans apply to)."""
     from moto import mock_aws
 
     with mock_aws():
         body = {
             "Resources": {
-                logical_id: {
-                    "Type": "AWS::DynamoDB::Table",
-                    "Properties": {
-                        "TableName": name,
-                        **{
-                            key: value
-                            for key, value in resource(logical_id).items()
-                            if key in {"AttributeDefinitions", "KeySchema", "BillingMode"}
+                "ChorusApi": {"Type": "AWS::ApiGateway::RestApi", "Properties": {"Name": "chorus-cli-test"}},
+                **{
+                    logical_id: {
+                        "Type": "AWS::DynamoDB::Table",
+                        "Properties": {
+                            "TableName": name,
+                            **{
+                                key: value
+                                for key, value in resource(logical_id).items()
+                                if key in {"AttributeDefinitions", "KeySchema", "BillingMode"}
+                            },
                         },
-                    },
-                }
-                for logical_id, name in TABLES.items()
+                    }
+                    for logical_id, name in TABLES.items()
+                },
             }
         }
         boto3.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(body))
@@ -116,7 +122,7 @@ def local_stack(clean_env: None, tmp_path: Path) -> Iterator[Path]:
                     "aws_endpoint_url": endpoint,
                     "webhook_secret": "whsec_x",
                     "api_token": "",
-                    "resources": {**TABLES, "PredictionsTable": "chorus-local-predictions"},
+                    "resources": {**TABLES, "PredictionsTable": "chorus-local-predictions", "ChorusApi": LOCAL_API},
                 }
             )
         )
@@ -350,6 +356,54 @@ def test_an_unknown_stack_is_a_one_line_failure(deployed, capsys):
     assert code == 1 and out == "" and err.startswith("chorus: error: ") and err.count("\n") == 1
 
 
+# --- limits ---------------------------------------------------------------------------------------
+
+
+def test_limits_are_set_on_create_changed_on_update_and_listed(deployed, capsys):
+    from chorus.adapters import tenants
+
+    api_id = boto3.client("cloudformation").describe_stack_resource(StackName=deployed, LogicalResourceId="ChorusApi")
+    api_id = api_id["StackResourceDetail"]["PhysicalResourceId"]
+    # When a tenant is created with limits, and another without
+    code, out, _ = chorus(
+        capsys, "admin", "tenants", "create", "acme", "--rate-limit", "2", "--burst", "4", "--daily-quota", "1000",
+        *at(deployed),
+    )  # fmt: skip
+    assert code == 0 and "limits: 2 requests/s, burst 4, 1000 a day" in out
+    assert chorus(capsys, "admin", "tenants", "create", "globex", *at(deployed))[0] == 0
+    # Then each has a usage plan on the stack's REST API stage v1
+    acme = tenants.require_tenant("acme")
+    plan = boto3.client("apigateway").get_usage_plan(usagePlanId=acme.usage_plan_id)
+    assert plan["apiStages"] == [{"apiId": api_id, "stage": "v1"}]
+    assert (plan["throttle"], plan["quota"]) == ({"rateLimit": 2.0, "burstLimit": 4}, {"limit": 1000, "period": "DAY"})
+    # And an update changes only what it names; --daily-quota 0 removes the quota
+    code, out, _ = chorus(
+        capsys, "admin", "tenants", "update", "acme", "--burst", "8", "--daily-quota", "0", *at(deployed)
+    )
+    assert code == 0 and "limits: 2 requests/s, burst 8, no daily quota" in out and "not at once" in out
+    # And the listing shows them, the defaults for globex, never the key
+    code, out, _ = chorus(capsys, "admin", "tenants", "list", "--json", *at(deployed))
+    listed = {t["tenant"]: t for t in json.loads(out)}
+    assert listed["acme"]["limits"] == {"rateLimit": 2, "burstLimit": 8, "dailyQuota": None}
+    assert listed["globex"]["limits"] == {"rateLimit": 10, "burstLimit": 20, "dailyQuota": None}
+    assert "apiKey" not in listed["acme"] and acme.api_key not in out
+    code, out, _ = chorus(capsys, "admin", "tenants", "list", *at(deployed))
+    header, *rows = out.splitlines()
+    assert header.split()[:4] == ["TENANT", "RATE/S", "BURST", "DAILY"]
+    assert rows[0].split()[:4] == ["acme", "2", "8", "none"] and rows[1].split()[:4] == ["globex", "10", "20", "none"]
+
+
+def test_a_token_made_by_the_cli_names_its_tenants_usage_plan_and_its_listing_does_not(deployed, capsys):
+    from chorus.adapters import tenants, tokens
+
+    chorus(capsys, "admin", "tenants", "create", "acme", *at(deployed))
+    token = new_token(capsys, at(deployed), "--tenant", "acme")
+    stored = tokens.find_token(token[4:16])
+    assert stored is not None and stored.usage_key == tenants.require_tenant("acme").api_key
+    code, out, _ = chorus(capsys, "admin", "tokens", "list", "--json", *at(deployed))
+    assert code == 0 and "usageKey" not in out and stored.usage_key not in out
+
+
 # --- usage errors -----------------------------------------------------------------------------------
 
 
@@ -367,6 +421,11 @@ def test_an_unknown_stack_is_a_one_line_failure(deployed, capsys):
         ["admin", "tokens", "list", "--local", "x.json", "--region", "eu-west-1"],
         ["admin"],
         ["admin", "tenants", "delete", "acme", "--stack-name", STACK],
+        ["admin", "tenants", "create", "acme", "--rate-limit", "0", "--stack-name", STACK],
+        ["admin", "tenants", "create", "acme", "--rate-limit", "fast", "--stack-name", STACK],
+        ["admin", "tenants", "create", "acme", "--burst", "2.5", "--stack-name", STACK],
+        ["admin", "tenants", "create", "acme", "--burst", "5001", "--stack-name", STACK],
+        ["admin", "tenants", "update", "acme", "--daily-quota", "-1", "--stack-name", STACK],
     ],
 )
 def test_usage_errors_exit_2(clean_env, capsys, argv):
@@ -391,6 +450,11 @@ def test_local_stack_through_its_ready_file(local_stack, capsys):
     stored = tokens.find_token(token[4:16])
     assert stored is not None and stored.tenant == "acme" and stored.created_by == "local"
     assert chorus(capsys, "admin", "tokens", "revoke", token[4:16], *target)[0] == 0
+    # And the tenant's usage plan is on the local REST API the ready file names
+    assert os.environ["REST_API_ID"] == LOCAL_API
+    plan_id = listed[0]["usagePlanId"]
+    plan = boto3.client("apigateway", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).get_usage_plan(usagePlanId=plan_id)
+    assert plan["apiStages"] == [{"apiId": LOCAL_API, "stage": "v1"}]
 
 
 def test_a_missing_ready_file_is_a_failure_that_says_what_to_do(clean_env, capsys, tmp_path):

@@ -15,6 +15,7 @@ from chorus.core.errors import RegistryInvalid
 from chorus.model.plan import MAX_PARALLEL_BRANCHES, levels, step_timeouts
 from chorus.model.registry import PACKAGED_REGISTRY, Registry, parse_registry
 from chorus_compiler.compiler import (
+    REPOSITORY,
     STATE_MACHINES,
     SUBSTITUTIONS,
     compile_ensemble,
@@ -341,3 +342,23 @@ def test_invalid_registry_fails_the_command(tmp_path: Path, capsys: pytest.Captu
     assert main(["--registry", str(registry_file), "--out", str(tmp_path / "out")]) == 1
     assert "unknown service 'x'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_template_block_holds_every_ensemble_and_is_checked(tmp_path: Path) -> None:
+    # Given a copy of the template whose ensembles block lost an ensemble (a hand edit)
+    from chorus_compiler.template import BEGIN_MARKER, logical_id
+
+    template = tmp_path / "template.yaml"
+    original = (REPOSITORY / "template.yaml").read_text()
+    start = original.index("  DigitsBatchStateMachine:")
+    end = original.index("  DigitsCommitteeStateMachine:")
+    template.write_text(original[:start] + original[end:])
+    out = tmp_path / "asl"
+    # When checked, Then it is stale; when compiled, Then every ensemble has its four resources back
+    assert main(["--check", "--out", str(out), "--template", str(template)]) == 1
+    assert main(["--out", str(out), "--template", str(template)]) == 0
+    text = template.read_text()
+    assert text == original and text.count(BEGIN_MARKER) == 1
+    for name in ("digits-ensemble", "digits-cascade", "digits-batch", "digits-committee"):
+        for suffix in ("StateMachine", "LogGroup", "FailedAlarm", "TimedOutAlarm"):
+            assert f"  {logical_id(name)}{suffix}:\n" in text

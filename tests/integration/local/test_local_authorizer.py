@@ -20,6 +20,7 @@ from chorus_local import api_gateway, tenancy
 from chorus_local.api_gateway import RestApi
 from chorus_local.cloudformation import Provisioner
 from chorus_local.lambda_runtime import InvocationResult, LambdaRuntime
+from chorus_local.usage_plans import UsagePlans
 
 APP = Path(__file__).parent / "authorizer_app" / "template.yaml"
 STACK = "authz"
@@ -203,8 +204,10 @@ def chorus_api(local_stack: Any) -> Iterator[tuple[Client, str, Any]]:
         str(provisioned.ref("TokensTable")),
         str(provisioned.ref("AuditTable")),
         LOCAL_SECRET,
+        api_stage=(provisioned.api.api_id, provisioned.api.stage),
     )
-    rest = RestApi(provisioned.api, local_stack.runtime)
+    usage_plans = UsagePlans(local_stack.endpoint.client("apigateway"), provisioned.api.api_id, provisioned.api.stage)
+    rest = RestApi(provisioned.api, local_stack.runtime, usage_plans)
     try:
         yield Client(rest), token, provisioned
     finally:
@@ -233,6 +236,12 @@ def test_the_chorus_authorizer_admits_the_local_token_and_refuses_anything_else(
     tenant = aws("dynamodb").get_item(TableName=provisioned.ref("TenantsTable"), Key={"tenant": {"S": "local"}})["Item"]
     assert tenant["webhookSecret"] == {"S": LOCAL_SECRET}
     assert tenant["emailRecipients"] == {"L": [{"S": "@example.com"}]}
+    # And tenant local has a generous usage plan on this API's stage, named by its token
+    limits = {name: value.get("N") for name, value in tenant["limits"]["M"].items()}
+    assert float(limits["rateLimit"]) == 1000 and int(limits["burstLimit"]) == 2000 and not limits.get("dailyQuota")
+    assert item["usageKey"] == tenant["apiKey"]
+    plan = aws("apigateway").get_usage_plan(usagePlanId=tenant["usagePlanId"]["S"])
+    assert plan["apiStages"] == [{"apiId": provisioned.api.api_id, "stage": "v1"}]
     # And GET /webhooks/secret gives it to the tenant's token
     response = get(client, "/v1/webhooks/secret", token)
     assert response.status_code == 200 and response.json == {"key": LOCAL_SECRET}
@@ -249,7 +258,8 @@ def test_a_given_token_is_used_and_a_malformed_one_fails_naming_the_format(choru
         LOCAL_SECRET,
     )
     url, region = local_stack.endpoint.url, local_stack.endpoint.region
+    stage = (provisioned.api.api_id, provisioned.api.stage)
     mine = "chr_0123456789ab_" + "x" * 43
-    assert tenancy.create_local_token(REPO_ROOT, url, region, *tables, token=mine) == mine
+    assert tenancy.create_local_token(REPO_ROOT, url, region, *tables, token=mine, api_stage=stage) == mine
     with pytest.raises(tenancy.ApiTokenError, match=r"CHORUS_API_TOKEN .*chr_<12 hex characters>_<43"):
-        tenancy.create_local_token(REPO_ROOT, url, region, *tables, token="secret")
+        tenancy.create_local_token(REPO_ROOT, url, region, *tables, token="secret", api_stage=stage)

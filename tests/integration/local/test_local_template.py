@@ -358,6 +358,55 @@ def test_product_template_resources_exist_as_declared(product, aws):
     assert "noreply@example.com" in aws("ses").list_identities()["Identities"]
 
 
+def test_product_template_key_exists_in_kms_and_encrypts_what_the_template_says(product, aws):
+    # The stack's key (KmsKeyArn left empty): created in moto's KMS, with rotation, alias and policy
+    key_arn = product.attribute("ChorusKey", "Arn")
+    assert product.outputs["EncryptionKeyArn"] == key_arn
+    kms = aws("kms")
+    metadata = kms.describe_key(KeyId="alias/chorus-resolve")["KeyMetadata"]
+    assert (metadata["Arn"], metadata["KeyId"]) == (key_arn, product.ref("ChorusKey"))
+    assert kms.get_key_rotation_status(KeyId=key_arn)["KeyRotationEnabled"] is True
+    policy = json.loads(kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"])
+    principals = {json.dumps(s["Principal"], sort_keys=True) for s in policy["Statement"]}
+    assert json.dumps({"Service": "logs.us-east-1.amazonaws.com"}) in principals
+    # Every encrypted resource names it: bucket default (with a bucket key), queues, topics, tables
+    bucket = product.ref("PayloadsBucket")
+    (rule,) = aws("s3").get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule == {
+        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn},
+        "BucketKeyEnabled": True,
+    }
+    queue = aws("sqs").get_queue_attributes(QueueUrl=product.ref("UploadQueue"), AttributeNames=["All"])["Attributes"]
+    assert (queue["KmsMasterKeyId"], queue["KmsDataKeyReusePeriodSeconds"]) == (key_arn, "3600")
+    topic = aws("sns").get_topic_attributes(TopicArn=product.ref("AlarmTopic"))["Attributes"]
+    assert topic["KmsMasterKeyId"] == key_arn
+    table = aws("dynamodb").describe_table(TableName=product.ref("TenantsTable"))["Table"]
+    assert table["SSEDescription"] == {"Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": key_arn}
+    # An object written without naming a key gets the bucket's default
+    aws("s3").put_object(Bucket=bucket, Key="outputs/kms-probe", Body=b"{}")
+    head = aws("s3").head_object(Bucket=bucket, Key="outputs/kms-probe")
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"], head["BucketKeyEnabled"]) == ("aws:kms", key_arn, True)
+
+
+def test_a_given_key_arn_is_used_instead_of_creating_one(local_stack, tmp_path):
+    # Given a key that exists already (another stack's, or the account's)
+    key_arn = local_stack.endpoint.client("kms").create_key(Description="given")["KeyMetadata"]["Arn"]
+    # When the template is provisioned with KmsKeyArn
+    given = Provisioner(
+        REPO_ROOT / "template.yaml",
+        local_stack.endpoint,
+        parameter_overrides={"Stage": "given", "KmsKeyArn": key_arn},
+        stack_name="chorus-given",
+    ).provision()
+    # Then no key or alias is created and everything is encrypted with the given key
+    assert "ChorusKey" not in given.resources and "ChorusKeyAlias" not in given.resources
+    assert given.outputs["EncryptionKeyArn"] == key_arn
+    attributes = local_stack.endpoint.client("sqs").get_queue_attributes(
+        QueueUrl=given.ref("DeliveryQueue"), AttributeNames=["KmsMasterKeyId"]
+    )["Attributes"]
+    assert attributes["KmsMasterKeyId"] == key_arn
+
+
 def test_sam_api_cors_gateway_responses_and_stage_come_from_the_generated_openapi(local_stack, tmp_path):
     (tmp_path / "code").mkdir()
     path = write_template(

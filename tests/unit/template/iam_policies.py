@@ -3,8 +3,9 @@
 SAM policy templates (`SQSSendMessagePolicy: {QueueName: ...}`) are expanded with samtranslator's
 own definitions, so a template is held to the same rules as a statement written out. A statement's
 resources become *targets*: the logical ids (resources or parameters) they name, `PayloadsBucket`
-for ARNs built from the bucket's name, `*`, or for ARNs that name nothing of the stack the
-`service:resource-type` of the ARN (`states:stateMachine`, `sagemaker:endpoint`, ...).
+for ARNs built from the bucket's name, `ChorusKey` for the stack's key (created or given), `*`, or
+for ARNs that name nothing of the stack the `service:resource-type` of the ARN
+(`states:stateMachine`, `sagemaker:endpoint`, ...).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ PSEUDO = re.compile(r"^AWS::")
 PSEUDO_IN_SUB = re.compile(r"\$\{AWS::[A-Za-z]+\}")
 SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
 ARN = re.compile(r"^arn:[^:]*:([^:]+):[^:]*:[^:]*:([A-Za-z-]+)")
+# The stack's KMS key wherever it is named: the key the stack creates, or the KmsKeyArn given.
+STACK_KEY = {"Fn::If": ["CreateKmsKey", {"Fn::GetAtt": ["ChorusKey", "Arn"]}, {"Ref": "KmsKeyArn"}]}
+STACK_KEY_TARGET = "ChorusKey"
 
 
 @cache
@@ -124,12 +128,23 @@ def grants(template: dict[str, Any]) -> Iterator[Grant]:
                 yield from (Grant(owner, s) for s in policy["PolicyDocument"]["Statement"])
 
 
+def is_stack_key(value: Any) -> bool:
+    """Whether a value names the stack's key (`!GetAtt ChorusKey.Arn` may also be the dotted form)."""
+    if not (isinstance(value, dict) and set(value) == {"Fn::If"} and len(value["Fn::If"]) == 3):
+        return False
+    condition, created, given = value["Fn::If"]
+    if isinstance(created, dict) and isinstance(created.get("Fn::GetAtt"), str):
+        created = {"Fn::GetAtt": created["Fn::GetAtt"].split(".", 1)}
+    return bool([condition, created, given] == STACK_KEY["Fn::If"])
+
+
 def resource_policy_statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Statements of resource policies (queue, bucket and topic policies)."""
+    """Statements of resource policies (queue, bucket and topic policies, key policies)."""
     for owner, resource in template["Resources"].items():
         if resource["Type"] in POLICY_TYPES:
             continue
-        document = resource.get("Properties", {}).get("PolicyDocument")
+        properties = resource.get("Properties", {})
+        document = properties.get("PolicyDocument", properties.get("KeyPolicy"))
         if isinstance(document, dict):
             yield from ((owner, s) for s in document["Statement"])
 
@@ -203,6 +218,8 @@ def targets(template: dict[str, Any], resource: Any) -> frozenset[str]:
     """What a statement's Resource entry designates (see the module docstring)."""
     if resource == "*":
         return frozenset({"*"})
+    if is_stack_key(resource):
+        return frozenset({STACK_KEY_TARGET})
     names = set(template["Resources"]) | set(template.get("Parameters", {})) - {"Stage"}
     found = referenced(resource, names)
     text = arn_text(resource)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from cfnlint.decode import cfn_yaml
 from chorus.core import settings as chorus_settings
 from tests.unit.template import iam_code
 from tests.unit.template.iam_policies import (
+    STACK_KEY_TARGET,
     WILDCARD_EXCEPTIONS,
     Grant,
     arn_text,
@@ -37,6 +39,7 @@ from tests.unit.template.iam_policies import (
     bucket_name,
     grants,
     is_read,
+    is_stack_key,
     matches,
     resource_policy_statements,
     sam_policy_templates,
@@ -70,8 +73,9 @@ FUNCTION_SETTINGS = {
         "DeadlineQueueSettings",  # upload expiry and the client's deadline
         "DeliveryQueueSettings",  # redelivery, and a cancel announces its callback
         "WebhookGuardSettings",  # a webhook URL is vetted when the prediction is created
-        "TenantsSettings",  # the tenant's callback allow-lists; POST /webhooks/secret/rotate
+        "TenantsSettings",  # the tenant's callback allow-lists; POST /webhooks/secret/rotate; wait slots
         "AuditSettings",  # a rotation is recorded
+        "WaitSettings",  # how many Prefer: wait requests of one tenant may hold their answer
     },
     "ResultsFunction": {
         "TableSettings",
@@ -90,7 +94,7 @@ FUNCTION_SETTINGS = {
         "DeliveryQueueSettings",
         "DeadLetterSettings",
     },
-    "NotificationsFunction": {"TableSettings", "DeliveryQueueSettings"},
+    "NotificationsFunction": {"TableSettings", "DeliveryQueueSettings", "RegistrySettings"},
     "GetTransformCallFunction": {
         "TableSettings",
         "PayloadSettings",
@@ -125,6 +129,7 @@ FUNCTION_ENVIRONMENT = {
         "WEBHOOK_ALLOWED_NETWORKS",
         "TENANTS_TABLE",
         "AUDIT_TABLE",
+        "MAX_WAITS_PER_TENANT",
     },
     "ResultsFunction": {"PREDICTIONS_TABLE", "PAYLOADS_BUCKET", "REGISTRY_FILE", "DELIVERY_QUEUE_URL", "TENANTS_TABLE"},
     "ProcessInputFunction": {
@@ -138,7 +143,7 @@ FUNCTION_ENVIRONMENT = {
         "DELIVERY_QUEUE_URL",
         "UPLOAD_DLQ_ARN",
     },
-    "NotificationsFunction": {"PREDICTIONS_TABLE", "DELIVERY_QUEUE_URL"},
+    "NotificationsFunction": {"PREDICTIONS_TABLE", "DELIVERY_QUEUE_URL", "REGISTRY_FILE"},
     "GetTransformCallFunction": {
         "PREDICTIONS_TABLE",
         "PAYLOADS_BUCKET",
@@ -183,6 +188,7 @@ ENVIRONMENT_VALUES: dict[str, Any] = {
     "TENANTS_TABLE": {"Ref": "TenantsTable"},
     "TOKENS_TABLE": {"Ref": "TokensTable"},
     "AUDIT_TABLE": {"Ref": "AuditTable"},
+    "MAX_WAITS_PER_TENANT": {"Ref": "MaxWaitsPerTenant"},
 }
 
 # What each AWS-calling definition of the code needs: (action, target) as iam_policies.targets names them.
@@ -221,6 +227,22 @@ AWS_CALLS: dict[str, set[tuple[str, str]]] = {
     "chorus.adapters.tokens.list_tokens": {("dynamodb:Scan", "TokensTable")},
     "chorus.adapters.tokens.revoke_token": {("dynamodb:UpdateItem", "TokensTable")},
     "chorus.adapters.tokens.touch_token": {("dynamodb:UpdateItem", "TokensTable")},
+    "chorus.adapters.tokens.stamp_usage_key": {("dynamodb:UpdateItem", "TokensTable")},
+    # Prefer: wait slots, a lease item per tenant in the tenants table.
+    "chorus.adapters.waits._update": {("dynamodb:UpdateItem", "TenantsTable")},
+    "chorus.adapters.waits.claim_slot": {("dynamodb:GetItem", "TenantsTable")},
+    # Usage plans: `chorus admin` only (with the administrator's own credentials), no function.
+    "chorus.adapters.usage_plans.create_plan": {
+        ("apigateway:POST", "apigateway:/apikeys"),
+        ("apigateway:POST", "apigateway:/usageplans"),
+        ("apigateway:POST", "apigateway:/usageplans/*/keys"),
+    },
+    "chorus.adapters.usage_plans.update_limits": {("apigateway:PATCH", "apigateway:/usageplans/*")},
+    "chorus.adapters.usage_plans._unless_gone": {
+        ("apigateway:DELETE", "apigateway:/usageplans/*"),
+        ("apigateway:DELETE", "apigateway:/usageplans/*/keys/*"),
+        ("apigateway:DELETE", "apigateway:/apikeys/*"),
+    },
     # Powertools idempotency: get, put (conditional), update and delete of its own records.
     "functions.new_prediction.app._submit_once": {
         (f"dynamodb:{verb}", "IdempotencyTable") for verb in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")
@@ -247,6 +269,29 @@ ACCEPTED_WIDER_GRANTS = {
 }
 
 PREDICTIONS_FORBIDDEN = ("dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
+
+# What an action on a resource encrypted with the stack's key needs of the key, and the service that
+# asks KMS on the caller's behalf (the grant's kms:ViaService). From AWS's documentation: SQS senders
+# need GenerateDataKey and Decrypt, receivers Decrypt; SNS publishers both; an S3 PutObject
+# GenerateDataKey, a GetObject (a presigned GET included) Decrypt; DynamoDB decrypts the table key
+# with the caller's credentials for every item action. HeadObject is granted by s3:GetObject and so
+# counts as a read here, although it decrypts nothing.
+KEY_USES: dict[str, tuple[str, frozenset[str]]] = {
+    "sqs:SendMessage": ("sqs", frozenset({"kms:GenerateDataKey", "kms:Decrypt"})),
+    "sqs:ReceiveMessage": ("sqs", frozenset({"kms:Decrypt"})),
+    "sns:Publish": ("sns", frozenset({"kms:GenerateDataKey", "kms:Decrypt"})),
+    "s3:PutObject": ("s3", frozenset({"kms:GenerateDataKey"})),
+    "s3:GetObject": ("s3", frozenset({"kms:Decrypt"})),
+}
+DYNAMODB_KEY_USE = ("dynamodb", frozenset({"kms:Decrypt"}))
+
+# The services the key policy admits, each with why (everything else uses the key through IAM).
+KEY_POLICY_SERVICES = {
+    "s3.amazonaws.com": "S3 sends upload events to the encrypted UploadQueue",
+    "events.amazonaws.com": "EventBridge dead-letters the backstop rule's events to the encrypted NotificationsDLQ",
+    "cloudwatch.amazonaws.com": "alarms publish to the encrypted AlarmTopic",
+    "logs.${AWS::Region}.${AWS::URLSuffix}": "CloudWatch Logs encrypts the stack's log groups",
+}
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -356,9 +401,9 @@ def property_fields(cls: type) -> dict[str, set[str]]:
     return found
 
 
-def code_needs(template: dict[str, Any], function: str) -> set[tuple[str, str]]:
-    """(action, target) pairs a function needs: its code's AWS calls, and what Lambda does with its
-    role on its behalf (sending to its on-failure destination)."""
+def data_needs(template: dict[str, Any], function: str) -> set[tuple[str, str]]:
+    """(action, target) pairs of a function's code's AWS calls, and what Lambda does with its role on
+    its behalf (sending to its on-failure destination)."""
     reached = iam_code.reach(app_of(template, function), never_taken(function))
     needs = {need for name in reached if name not in never_taken(function) for need in AWS_CALLS.get(name, set())}
     properties = template["Resources"][function]["Properties"]
@@ -366,6 +411,74 @@ def code_needs(template: dict[str, Any], function: str) -> set[tuple[str, str]]:
     if on_failure and on_failure["Type"] == "SQS":
         needs.add(("sqs:SendMessage", getatt_arn(on_failure["Destination"])))
     return needs
+
+
+def uses_stack_key(value: Any) -> bool:
+    """Whether a resource's properties name the stack's key anywhere."""
+    if is_stack_key(value):
+        return True
+    if isinstance(value, dict):
+        return any(uses_stack_key(v) for v in value.values())
+    if isinstance(value, list):
+        return any(uses_stack_key(v) for v in value)
+    return False
+
+
+def key_use(action: str) -> tuple[str, frozenset[str]] | None:
+    if action.startswith("dynamodb:"):
+        return DYNAMODB_KEY_USE
+    return KEY_USES.get(action)
+
+
+def key_needs_of(template: dict[str, Any], uses: set[tuple[str, str]]) -> dict[str, set[str]]:
+    """kms action -> the services it is needed through, for (action, target) uses of the stack's resources."""
+    needs: dict[str, set[str]] = {}
+    for action, target in uses:
+        use = key_use(action)
+        resource = template["Resources"].get(target)
+        if use is None or resource is None or not uses_stack_key(resource.get("Properties", {})):
+            continue
+        service, kms_actions = use
+        for kms_action in kms_actions:
+            needs.setdefault(kms_action, set()).add(service)
+    return needs
+
+
+def key_needs(template: dict[str, Any], function: str) -> dict[str, set[str]]:
+    """What a function needs of the stack's key: for its code's calls, and for the queues Lambda
+    receives from with its role (its SQS event sources)."""
+    receives = {
+        ("sqs:ReceiveMessage", getatt_arn(event["Properties"]["Queue"]))
+        for event in template["Resources"][function]["Properties"].get("Events", {}).values()
+        if event["Type"] == "SQS"
+    }
+    return key_needs_of(template, data_needs(template, function) | receives)
+
+
+def code_needs(template: dict[str, Any], function: str) -> set[tuple[str, str]]:
+    """(action, target) pairs a function needs: its data needs and the stack key's actions they need."""
+    return data_needs(template, function) | {(a, STACK_KEY_TARGET) for a in key_needs(template, function)}
+
+
+def key_grants(template: dict[str, Any], owner: str) -> dict[str, set[str]]:
+    """kms action -> the services (kms:ViaService) an owner may use the stack's key through."""
+    found: dict[str, set[str]] = {}
+    for grant in grants(template):
+        if grant.owner != owner or not grant.allows or not any(is_stack_key(r) for r in grant.resources):
+            continue
+        assert len(grant.resources) == 1, f"{owner}: the stack's key has a statement of its own"
+        condition = grant.statement.get("Condition", {})
+        assert set(condition) == {"StringEquals"} and set(condition["StringEquals"]) == {"kms:ViaService"}, (
+            f"{owner}: a grant on the stack's key is conditioned on kms:ViaService (and only on it)"
+        )
+        services = set()
+        for via in as_list(condition["StringEquals"]["kms:ViaService"]):
+            text = via["Fn::Sub"]
+            assert re.fullmatch(r"[a-z0-9-]+\.\$\{AWS::Region\}\.\$\{AWS::URLSuffix\}", text), text
+            services.add(text.split(".", 1)[0])
+        for action in grant.actions:
+            found.setdefault(action, set()).update(services)
+    return found
 
 
 def granted(template: dict[str, Any], owner: str) -> list[tuple[str, str, Grant]]:
@@ -610,10 +723,13 @@ def test_every_dead_letter_queue_keeps_messages_for_fourteen_days(template: dict
         assert template["Resources"][name]["Properties"]["MessageRetentionPeriod"] == 1209600, name
 
 
-def test_every_queue_is_encrypted(template: dict[str, Any]) -> None:
+def test_every_queue_is_encrypted_with_the_stack_key(template: dict[str, Any]) -> None:
     for name, queue in resources_of(template, "AWS::SQS::Queue").items():
         properties = queue["Properties"]
-        assert properties.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in properties, name
+        assert is_stack_key(properties.get("KmsMasterKeyId")), name
+        assert "SqsManagedSseEnabled" not in properties, name  # SSE-SQS and SSE-KMS exclude each other
+        # SQS's bounds; a longer reuse means fewer KMS calls (one per sender and receiver per period)
+        assert 60 <= int(properties["KmsDataKeyReusePeriodSeconds"]) <= 86400, name
 
 
 def _visibility_cases() -> list[Any]:
@@ -721,10 +837,13 @@ def test_every_rule_target_retries_and_dead_letters_where_only_that_rule_may_sen
             assert [p["SourceArn"] for p in permissions] == [{"Fn::GetAtt": [rule, "Arn"]}]
 
 
-def test_queue_policies_admit_no_anonymous_principal(template: dict[str, Any]) -> None:
+def test_resource_policies_admit_no_anonymous_principal(template: dict[str, Any]) -> None:
+    account = {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
     for owner, statement in resource_policy_statements(template):
         if statement["Effect"] == "Allow":
             assert statement.get("Principal") not in ("*", {"AWS": "*"}), owner
+            if statement.get("Principal") == account:
+                continue  # the account itself, which delegates through IAM (the key policy)
             assert "Condition" in statement, f"{owner}: a service principal without a source condition"
 
 
@@ -927,9 +1046,11 @@ def bucket(template: dict[str, Any]) -> dict[str, Any]:
     return dict(template["Resources"]["PayloadsBucket"]["Properties"])
 
 
-def test_bucket_encrypts_by_default(bucket: dict[str, Any]) -> None:
+def test_bucket_encrypts_by_default_with_the_stack_key_and_a_bucket_key(bucket: dict[str, Any]) -> None:
     (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert is_stack_key(rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"])
+    assert rule["BucketKeyEnabled"] is True  # S3 asks KMS per bucket and period, not per object
 
 
 def test_bucket_blocks_all_public_access(bucket: dict[str, Any]) -> None:
@@ -1022,6 +1143,47 @@ def test_every_api_event_is_on_the_api_whose_default_authorizer_is_the_token_aut
     assert "Events" not in template["Resources"]["AuthorizerFunction"]["Properties"]
 
 
+API_FUNCTIONS = {
+    "AuthorizerFunction": ("AuthorizerReservedConcurrency", "ReserveAuthorizerConcurrency"),
+    "NewPredictionFunction": ("NewPredictionReservedConcurrency", "ReserveNewPredictionConcurrency"),
+    "ResultsFunction": ("ResultsReservedConcurrency", "ReserveResultsConcurrency"),
+}
+
+
+@pytest.mark.parametrize("function", sorted(API_FUNCTIONS))
+def test_api_functions_have_reserved_concurrency_that_a_small_account_turns_off(
+    template: dict[str, Any], function: str
+) -> None:
+    # So a flood on the API neither starves the rest of the account nor is starved by it
+    parameter, condition = API_FUNCTIONS[function]
+    properties = template["Resources"][function]["Properties"]
+    assert properties["ReservedConcurrentExecutions"] == {
+        "Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]
+    }
+    assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, 0]}]}
+    spec = template["Parameters"][parameter]
+    assert spec["Type"] == "Number" and spec["MinValue"] == 0 and spec["Default"] > 0
+    # And checkov's reserved-concurrency check is no longer skipped
+    skipped = {s["id"] for s in template["Resources"][function].get("Metadata", {}).get("checkov", {}).get("skip", [])}
+    assert "CKV_AWS_115" not in skipped
+
+
+def test_reserved_concurrency_leaves_lambdas_unreserved_minimum_in_a_default_account(template: dict[str, Any]) -> None:
+    # Lambda keeps 100 of an account's concurrency (1,000 by default) unreserved
+    reserved = sum(int(template["Parameters"][parameter]["Default"]) for parameter, _ in API_FUNCTIONS.values())
+    assert reserved <= 1000 - 100
+    # and new-prediction, which holds Prefer: wait requests, has room for ten tenants' waits and more
+    waits = int(template["Parameters"]["MaxWaitsPerTenant"]["Default"])
+    assert int(template["Parameters"]["NewPredictionReservedConcurrency"]["Default"]) >= 10 * waits
+
+
+def test_the_usage_plan_stage_is_the_api_stage_and_its_id_an_output(template: dict[str, Any]) -> None:
+    # chorus admin attaches each tenant's plan to <ApiId>/<UsagePlanSettings.api_stage>
+    stage = chorus_settings.UsagePlanSettings.model_fields["api_stage"].default
+    assert template["Resources"]["ChorusApi"]["Properties"]["StageName"] == stage
+    assert template["Outputs"]["ApiId"]["Value"] == {"Ref": "ChorusApi"}
+
+
 def test_the_authorizer_answers_well_within_api_gateway_limits(template: dict[str, Any]) -> None:
     # API Gateway waits for an authorizer as part of the request's 29 s
     assert int(template["Resources"]["AuthorizerFunction"]["Properties"]["Timeout"]) <= 10
@@ -1036,7 +1198,7 @@ def test_predictions_table_is_on_demand_with_pitr_ttl_and_by_parent_index(templa
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
-    assert properties["SSESpecification"] == {"SSEEnabled": True}
+    assert properties["SSESpecification"]["SSEEnabled"] is True  # with the stack key: see the key tests
     assert properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     indexes = {index["IndexName"]: index for index in properties["GlobalSecondaryIndexes"]}
     assert set(indexes) == {"by-parent", "by-tenant"}
@@ -1068,7 +1230,7 @@ def test_idempotency_table_expires_records_on_the_powertools_attribute(template:
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
-    assert properties["SSESpecification"] == {"SSEEnabled": True}
+    assert properties["SSESpecification"]["SSEEnabled"] is True  # with the stack key: see the key tests
 
 
 # --- IAM ----------------------------------------------------------------------------------------
@@ -1246,7 +1408,188 @@ def test_only_chorus_admin_and_the_secret_routes_write_tenants(template: dict[st
         if any(matches(a, "dynamodb:UpdateItem") or matches(a, "dynamodb:PutItem") for a in g.actions)
         and any("TenantsTable" in json.dumps(r) for r in g.resources)
     }
-    assert writers == {"NewPredictionFunction"}  # POST /webhooks/secret/rotate (admin scope)
+    assert writers == {"NewPredictionFunction"}  # POST /webhooks/secret/rotate (admin scope); wait slots
+
+
+# --- the stack's KMS key ------------------------------------------------------------------------
+
+# Where each resource type names its key.
+KEY_PROPERTIES = {
+    "AWS::DynamoDB::Table": ("SSESpecification", "KMSMasterKeyId"),
+    "AWS::SQS::Queue": ("KmsMasterKeyId",),
+    "AWS::SNS::Topic": ("KmsMasterKeyId",),
+    "AWS::Logs::LogGroup": ("KmsKeyId",),
+}
+ACCOUNT_ROOT = {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+
+
+def key_policy(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(template["Resources"]["ChorusKey"]["Properties"]["KeyPolicy"]["Statement"])
+
+
+def service_principal(statement: dict[str, Any]) -> str | None:
+    service = statement.get("Principal", {}).get("Service")
+    return str(service["Fn::Sub"]) if isinstance(service, dict) else service
+
+
+def encrypted_with_stack_key(template: dict[str, Any], logical_id: str) -> bool:
+    return uses_stack_key(template["Resources"][logical_id].get("Properties", {}))
+
+
+def test_the_stack_creates_its_key_with_rotation_and_an_alias_unless_one_is_given(template: dict[str, Any]) -> None:
+    # Given the KmsKeyArn parameter: empty (the default) or a key's ARN, never an alias (IAM
+    # statements and log groups need the key's own ARN)
+    pattern = template["Parameters"]["KmsKeyArn"]["AllowedPattern"]
+    assert template["Parameters"]["KmsKeyArn"]["Default"] == ""
+    assert re.fullmatch(pattern, "")
+    assert re.fullmatch(pattern, "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+    assert not re.fullmatch(pattern, "arn:aws:kms:eu-west-1:123456789012:alias/chorus-prod")
+    # Then the stack creates one key, with rotation and alias/chorus-<Stage>, only when none is given
+    assert template["Conditions"]["CreateKmsKey"] == {"Fn::Equals": [{"Ref": "KmsKeyArn"}, ""]}
+    (key_id,) = resources_of(template, "AWS::KMS::Key")
+    key = template["Resources"][key_id]
+    assert key_id == STACK_KEY_TARGET and key["Condition"] == "CreateKmsKey"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    # A retained table (and its backups) must stay readable after the stack is deleted
+    assert key["DeletionPolicy"] == key["UpdateReplacePolicy"] == "Retain"
+    (alias,) = resources_of(template, "AWS::KMS::Alias").values()
+    assert alias["Condition"] == "CreateKmsKey"
+    assert alias["Properties"] == {
+        "AliasName": {"Fn::Sub": "alias/chorus-${Stage}"},
+        "TargetKeyId": {"Ref": STACK_KEY_TARGET},
+    }
+    # And its ARN is an output (for the endpoints' AsyncInferenceConfig.OutputConfig.KmsKeyId)
+    assert is_stack_key(template["Outputs"]["EncryptionKeyArn"]["Value"])
+
+
+@pytest.mark.parametrize("resource_type", sorted(KEY_PROPERTIES))
+def test_every_table_queue_topic_and_log_group_is_encrypted_with_the_stack_key(
+    template: dict[str, Any], resource_type: str
+) -> None:
+    found = resources_of(template, resource_type)
+    assert found
+    for name, resource in found.items():
+        value: Any = resource["Properties"]
+        for key in KEY_PROPERTIES[resource_type]:
+            assert key in value, f"{name} has no {key}"
+            value = value[key]
+        assert is_stack_key(value), f"{name} is not encrypted with the stack's key"
+        if resource_type == "AWS::DynamoDB::Table":
+            assert resource["Properties"]["SSESpecification"]["SSEEnabled"] is True, name
+            assert resource["Properties"]["SSESpecification"]["SSEType"] == "KMS", name
+
+
+def test_the_state_machines_log_to_groups_encrypted_with_the_stack_key(template: dict[str, Any]) -> None:
+    for name, machine in resources_of(template, "AWS::Serverless::StateMachine").items():
+        (destination,) = machine["Properties"]["Logging"]["Destinations"]
+        group = getatt_arn(destination["CloudWatchLogsLogGroup"]["LogGroupArn"])
+        assert is_stack_key(template["Resources"][group]["Properties"]["KmsKeyId"]), name
+
+
+def test_the_key_policy_lets_the_account_administer_the_key_and_names_only_service_principals(
+    template: dict[str, Any],
+) -> None:
+    statements = key_policy(template)
+    assert all(s["Effect"] == "Allow" and s["Resource"] == "*" for s in statements)  # "*" is the key itself
+    # The account administers the key, so its IAM policies can delegate its use (the grants above)
+    (account,) = [s for s in statements if "AWS" in s["Principal"]]
+    assert account["Principal"] == ACCOUNT_ROOT and account["Action"] == "kms:*" and "Condition" not in account
+    # Every other statement is one service's, with conditions
+    services = [str(service_principal(s)) for s in statements if s is not account]
+    assert sorted(services) == sorted(KEY_POLICY_SERVICES), "one statement per service of KEY_POLICY_SERVICES"
+    assert all(s.get("Condition") for s in statements if s is not account)
+    # SageMaker async endpoints write outputs and publish with the endpoint's execution role (the
+    # SageMakerEndpointPolicy's grants), not as a service principal
+    assert not any("sagemaker" in str(s) for s in services)
+
+
+def test_the_key_policy_admits_a_service_exactly_when_it_writes_to_something_the_key_encrypts(
+    template: dict[str, Any],
+) -> None:
+    # Given what AWS services deliver to on the stack's behalf
+    needed: set[str] = set()
+    for bucket in resources_of(template, "AWS::S3::Bucket").values():
+        notifications = bucket["Properties"].get("NotificationConfiguration", {})
+        for item in notifications.get("QueueConfigurations", []) + notifications.get("TopicConfigurations", []):
+            target = item.get("Queue") or item.get("Topic")
+            if encrypted_with_stack_key(template, getatt_arn(target) if "Fn::GetAtt" in target else ref(target)):
+                needed.add("s3.amazonaws.com")
+    for rule in resources_of(template, "AWS::Events::Rule").values():
+        for target in rule["Properties"]["Targets"]:
+            destinations = [target["Arn"], target.get("DeadLetterConfig", {}).get("Arn")]
+            if any(d and encrypted_with_stack_key(template, getatt_arn(d)) for d in destinations):
+                needed.add("events.amazonaws.com")
+    for alarm in alarms(template).values():
+        if any(encrypted_with_stack_key(template, ref(action)) for action in alarm.get("AlarmActions", [])):
+            needed.add("cloudwatch.amazonaws.com")
+    for subscription in resources_of(template, "AWS::SNS::Subscription").values():
+        endpoint = subscription["Properties"]["Endpoint"]
+        if subscription["Properties"]["Protocol"] == "sqs" and encrypted_with_stack_key(template, getatt_arn(endpoint)):
+            needed.add("sns.amazonaws.com")
+    if any(encrypted_with_stack_key(template, g) for g in resources_of(template, "AWS::Logs::LogGroup")):
+        needed.add("logs.${AWS::Region}.${AWS::URLSuffix}")
+    # Then the key policy admits exactly those services (no SNS: its only subscribers are Lambda
+    # functions and e-mail, which need nothing of the key)
+    admitted = {service_principal(s) for s in key_policy(template)} - {None}
+    assert admitted == needed == set(KEY_POLICY_SERVICES)
+
+
+def test_services_use_the_key_only_for_this_account_and_this_stack(template: dict[str, Any]) -> None:
+    by_service = {service_principal(s): s for s in key_policy(template) if "Service" in s["Principal"]}
+    account = {"Ref": "AWS::AccountId"}
+    # S3 and EventBridge: AWS documents aws:SourceArn or aws:SourceAccount for encrypted SQS queues
+    for service in ("s3.amazonaws.com", "events.amazonaws.com"):
+        assert sorted(as_list(by_service[service]["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
+        assert by_service[service]["Condition"] == {"StringEquals": {"aws:SourceAccount": account}}, service
+    # CloudWatch alarms: this account, and the alarm topic only (SNS's encryption context)
+    cloudwatch = by_service["cloudwatch.amazonaws.com"]
+    topic = template["Resources"]["AlarmTopic"]["Properties"]["TopicName"]["Fn::Sub"]
+    assert sorted(as_list(cloudwatch["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert cloudwatch["Condition"] == {
+        "StringEquals": {
+            "aws:SourceAccount": account,
+            "kms:EncryptionContext:aws:sns:topicArn": {
+                "Fn::Sub": "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:" + topic
+            },
+        }
+    }
+    # CloudWatch Logs: the log groups of this stack only (CloudWatch Logs' encryption context)
+    logs = by_service["logs.${AWS::Region}.${AWS::URLSuffix}"]
+    (operator,) = logs["Condition"]
+    assert operator == "ArnLike" and set(logs["Condition"][operator]) == {"kms:EncryptionContext:aws:logs:arn"}
+    patterns = [str(p["Fn::Sub"]) for p in logs["Condition"][operator]["kms:EncryptionContext:aws:logs:arn"]]
+    prefix = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+    for pattern in patterns:
+        assert pattern.startswith(prefix) and pattern.endswith("chorus-${Stage}-*"), pattern
+    for name, group in resources_of(template, "AWS::Logs::LogGroup").items():
+        arn = prefix + group["Properties"]["LogGroupName"]["Fn::Sub"]
+        assert any(fnmatchcase(arn, pattern) for pattern in patterns), f"{name}: CloudWatch Logs may not use the key"
+
+
+@pytest.mark.parametrize("function", function_names())
+def test_every_function_may_use_the_key_exactly_as_its_calls_need_through_the_services_making_them(
+    template: dict[str, Any], function: str
+) -> None:
+    # Given what the function's calls on encrypted resources need of the key, and through which
+    # service KMS sees each request (SQS, SNS, S3, DynamoDB)
+    needs = key_needs(template, function)
+    # Then its grants on the key are exactly those actions, each only through those services
+    assert needs, f"{function} uses nothing the key encrypts?"
+    assert key_grants(template, function) == needs
+
+
+def test_state_machines_and_endpoint_roles_may_use_the_key_exactly_as_their_other_grants_need(
+    template: dict[str, Any],
+) -> None:
+    owners = [*resources_of(template, "AWS::Serverless::StateMachine"), "SageMakerEndpointPolicy"]
+    for owner in owners:
+        uses = {(action, target) for action, target, _ in granted(template, owner) if not action.startswith("kms:")}
+        assert key_grants(template, owner) == key_needs_of(template, uses), owner
+    # The endpoints read inputs, write outputs (SSE-KMS) and publish results with their own role
+    assert key_grants(template, "SageMakerEndpointPolicy") == {
+        "kms:Decrypt": {"s3", "sns"},
+        "kms:GenerateDataKey": {"s3", "sns"},
+    }
 
 
 # --- stage prefixes -----------------------------------------------------------------------------

@@ -208,7 +208,7 @@ def api_body() -> dict[str, Any]:
     return dict(transformed()["Resources"]["ChorusApi"]["Properties"]["Body"])
 
 
-def test_every_route_is_authorized_by_the_token_authorizer() -> None:
+def test_every_route_is_authorized_by_the_token_authorizer_and_needs_an_api_key() -> None:
     body = api_body()
     operations = [
         (verb, path, operation)
@@ -218,14 +218,17 @@ def test_every_route_is_authorized_by_the_token_authorizer() -> None:
     ]
     assert operations
     for verb, path, operation in operations:
-        assert operation.get("security") == [{"TokenAuthorizer": []}], f"{verb.upper()} {path}"
+        # SAM's Auth.ApiKeyRequired: the key is the tenant's, from the authorizer (the usage plan applies)
+        assert operation.get("security") == [{"TokenAuthorizer": []}, {"api_key": []}], f"{verb.upper()} {path}"
     assert ("get", "/services") in {(verb, path) for verb, path, _ in operations}
     assert "security" not in body  # no API-wide default that a method could silently fall back from
 
 
 def test_the_token_authorizer_is_the_authorizer_function_with_a_request_payload_cached_for_a_minute() -> None:
-    (name, scheme), *others = api_body()["components"]["securitySchemes"].items()
-    assert (name, others) == ("TokenAuthorizer", [])
+    schemes = dict(api_body()["components"]["securitySchemes"])
+    assert schemes.pop("api_key") == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    ((name, scheme),) = schemes.items()
+    assert name == "TokenAuthorizer"
     assert scheme["x-amazon-apigateway-authtype"] == "custom"
     authorizer = scheme["x-amazon-apigateway-authorizer"]
     assert authorizer["type"] == "request"
@@ -290,3 +293,43 @@ def test_api_access_logs_carry_the_tenant_and_token_id() -> None:
     log_format = json.loads(stage["Properties"]["AccessLogSetting"]["Format"])
     assert log_format["tenant"] == "$context.authorizer.tenant"
     assert log_format["tokenId"] == "$context.authorizer.tokenId"
+
+
+# --- limits ---------------------------------------------------------------------------------------
+
+THROTTLED_MESSAGE = (
+    "Too many requests: the tenant's rate limit (or the API's) is exceeded; retry after Retry-After seconds."
+)
+
+
+def test_api_keys_come_from_the_authorizer_so_no_client_sends_one() -> None:
+    api = transformed()["Resources"]["ChorusApi"]["Properties"]
+    assert api["ApiKeySourceType"] == "AUTHORIZER"  # SAM writes it on the RestApi, not in the body
+    assert "x-amazon-apigateway-api-key-source" not in api["Body"]
+
+
+def test_over_a_limit_is_429_in_the_api_error_shape_with_retry_after() -> None:
+    responses = api_body()["x-amazon-apigateway-gateway-responses"]
+    throttled, quota = responses["THROTTLED"], responses["QUOTA_EXCEEDED"]
+    assert throttled["statusCode"] == quota["statusCode"] == "429"
+    assert throttled["responseTemplates"] == {"application/json": FIXED_SHAPE % ("rate_limited", THROTTLED_MESSAGE)}
+    assert json.loads(quota["responseTemplates"]["application/json"])["error"]["code"] == "quota_exceeded"
+    # Static seconds (API Gateway computes none): a bucket refills within a second; a day's quota is retried hourly
+    assert throttled["responseParameters"] == {"gatewayresponse.header.Retry-After": "'1'"}
+    assert quota["responseParameters"] == {"gatewayresponse.header.Retry-After": "'3600'"}
+    # A tenant without a usage plan (no key from the authorizer) is a 403 that says what to do
+    missing = json.loads(responses["API_KEY"]["responseTemplates"]["application/json"])["error"]
+    assert responses["API_KEY"]["statusCode"] == "403" and missing["code"] == "forbidden"
+    assert "chorus admin tenants update" in missing["message"]
+
+
+def test_the_stage_throttle_stays_the_ceiling_over_every_tenant() -> None:
+    stage = next(r for r in transformed()["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage")
+    assert stage["Properties"]["MethodSettings"] == [
+        {
+            "ResourcePath": "/*",
+            "HttpMethod": "*",
+            "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+            "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+        }
+    ]

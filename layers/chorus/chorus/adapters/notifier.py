@@ -12,22 +12,34 @@ from chorus.adapters import executions, webhooks
 from chorus.core import settings
 from chorus.core.clients import client
 from chorus.core.observability import logger
-from chorus.model.records import CallbackEvent, EmailCallback, PredictionRecord, Status, StepFunctionsCallback
+from chorus.model.records import (
+    CallbackEvent,
+    EmailCallback,
+    PredictionRecord,
+    Status,
+    StepFunctionsCallback,
+    delivery_key,
+)
 
 
-def webhook_message_id(prediction_id: str, event: CallbackEvent) -> str:
+def webhook_message_id(prediction_id: str, event: CallbackEvent, step_id: str | None = None) -> str:
     # The same for every attempt and every redelivery of one event: receivers dedupe on it.
-    return f"msg_{prediction_id}_{event.value}"
+    return f"msg_{prediction_id}_{delivery_key(event, step_id).replace(':', '_')}"
 
 
 def send_webhook(
-    url: str, prediction_id: str, event: CallbackEvent, view: dict[str, Any], secrets: Sequence[str]
+    url: str,
+    prediction_id: str,
+    event: CallbackEvent,
+    view: dict[str, Any],
+    secrets: Sequence[str],
+    step_id: str | None = None,
 ) -> webhooks.Attempt:
     """One attempt, signed with each of the tenant's current signing secrets."""
     config = settings.load(settings.WebhookSettings)
     return webhooks.post(
         url,
-        webhook_message_id(prediction_id, event),
+        webhook_message_id(prediction_id, event, step_id),
         json.dumps(view, separators=(",", ":")).encode(),
         secrets,
         allowed_networks=config.allowed_networks,

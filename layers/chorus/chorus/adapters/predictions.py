@@ -18,7 +18,6 @@ from chorus.core.clock import iso, utcnow
 from chorus.core.errors import PredictionNotFound
 from chorus.model.records import (
     ALLOWED_FROM,
-    CallbackEvent,
     Delivery,
     DeliveryStatus,
     ErrorDetail,
@@ -192,7 +191,7 @@ def redirect_callback(prediction_id: str, callback: StepFunctionsCallback) -> Pr
 
 
 def claim_delivery(
-    prediction_id: str, event: CallbackEvent, series: int, attempt: int, lease_until: datetime
+    prediction_id: str, key: str, series: int, attempt: int, lease_until: datetime
 ) -> PredictionRecord | None:
     """Take attempt `attempt` of a delivery series, once: the previous attempt must have been the
     last one recorded, or this attempt's earlier claim must have lapsed (its worker died).
@@ -206,7 +205,7 @@ def claim_delivery(
             prediction_id,
             "SET deliveries.#event = :delivery",
             "attribute_exists(id) AND attribute_not_exists(deliveries.#event)",
-            {"#event": event.value},
+            {"#event": key},
             {":delivery": serialize(fresh)},
         )
         if first is not None:
@@ -218,7 +217,7 @@ def claim_delivery(
         "deliveries.#event.series = :series AND deliveries.#event.#status = :pending AND"
         " (deliveries.#event.attempts = :previous OR"
         " (deliveries.#event.attempts = :attempt AND deliveries.#event.leaseUntil < :now))",
-        {"#event": event.value, "#status": "status"},
+        {"#event": key, "#status": "status"},
         {
             ":attempt": {"N": str(attempt)},
             ":previous": {"N": str(attempt - 1)},
@@ -230,14 +229,14 @@ def claim_delivery(
     )
 
 
-def record_delivery(prediction_id: str, event: CallbackEvent, delivery: Delivery) -> PredictionRecord | None:
+def record_delivery(prediction_id: str, key: str, delivery: Delivery) -> PredictionRecord | None:
     """Store the outcome of an attempt, if the series is still the one that was attempted."""
     document = delivery.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"lease_until"})
     return _update(
         prediction_id,
         "SET deliveries.#event = :delivery",
         "deliveries.#event.series = :series AND deliveries.#event.attempts = :attempts",
-        {"#event": event.value},
+        {"#event": key},
         {
             ":delivery": serialize(document),
             ":series": {"N": str(delivery.series)},
@@ -246,7 +245,7 @@ def record_delivery(prediction_id: str, event: CallbackEvent, delivery: Delivery
     )
 
 
-def start_delivery_series(prediction_id: str, event: CallbackEvent, current_series: int) -> PredictionRecord | None:
+def start_delivery_series(prediction_id: str, key: str, current_series: int) -> PredictionRecord | None:
     """Begin the next attempt series of `event` (a redelivery); None if another one began first."""
     document = Delivery(series=current_series + 1).model_dump(mode="json", by_alias=True, exclude_none=True)
     condition = (
@@ -257,7 +256,7 @@ def start_delivery_series(prediction_id: str, event: CallbackEvent, current_seri
     values = {":delivery": serialize(document)}
     if current_series:
         values[":series"] = {"N": str(current_series)}
-    return _update(prediction_id, "SET deliveries.#event = :delivery", condition, {"#event": event.value}, values)
+    return _update(prediction_id, "SET deliveries.#event = :delivery", condition, {"#event": key}, values)
 
 
 # --- the one conditional write ----------------------------------------------------------------------

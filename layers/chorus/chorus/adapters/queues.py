@@ -35,9 +35,15 @@ def schedule_deadline(prediction_id: str, at: datetime) -> None:
 
 
 def schedule_delivery(
-    prediction_id: str, event: CallbackEvent, series: int, attempt: int, not_before: datetime | None = None
+    prediction_id: str,
+    event: CallbackEvent,
+    series: int,
+    attempt: int,
+    not_before: datetime | None = None,
+    step_id: str | None = None,
 ) -> None:
-    """Ask the delivery consumer to make attempt `attempt` of a callback series (at `not_before`)."""
+    """Ask the delivery consumer to make attempt `attempt` of a callback series (at `not_before`);
+    a `step` event names the step's child prediction."""
     queue = settings.load(settings.DeliveryQueueSettings).delivery_queue_url
     delivery: dict[str, Any] = {
         "predictionId": prediction_id,
@@ -45,6 +51,8 @@ def schedule_delivery(
         "series": series,
         "attempt": attempt,
     }
+    if step_id is not None:
+        delivery["stepId"] = step_id
     if not_before is not None:
         delivery["notBefore"] = iso(not_before)
     _send(queue, {"delivery": delivery}, not_before)

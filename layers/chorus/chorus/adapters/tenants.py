@@ -1,7 +1,10 @@
 """The tenants table: who may call Chorus (their tokens are `tokens.py`'s).
 
-A tenant's record holds its webhook signing secrets (the table is encrypted at rest) and its
-allow-lists. Every administrative change is appended to the audit table by the function making it.
+A tenant's record holds its webhook signing secrets (the table is encrypted at rest), its
+allow-lists, and its limits with the usage plan and API key that enforce them (`usage_plans.py`:
+created with the tenant, changed with it). Every administrative change is appended to the audit
+table by the function making it. The table also holds one wait-slot lease item per tenant
+(`waits.py`), which the listing leaves out.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
-from chorus.adapters import audit
+from chorus.adapters import audit, usage_plans, waits
 from chorus.adapters.dynamo import CONDITION_FAILED, from_item, to_item
 from chorus.core import settings
 from chorus.core.clients import client
@@ -19,6 +23,7 @@ from chorus.core.clock import iso, utcnow
 from chorus.core.errors import ChorusError
 from chorus.model.tenancy import (
     SECRET_OVERLAP,
+    Limits,
     Tenant,
     host_entry,
     new_webhook_secret,
@@ -64,18 +69,29 @@ def create_tenant(
     name: str,
     created_by: str,
     *,
+    limits: Limits | None = None,
     email_recipients: Iterable[str] = (),
     webhook_hosts: Iterable[str] = (),
     webhook_secret: str = "",
 ) -> Tenant:
-    """A new tenant with a new webhook signing secret (or `webhook_secret`: make local's own)."""
+    """A new tenant with a new webhook signing secret (or `webhook_secret`: make local's own), and
+    a usage plan of its own with `limits` (default: `Limits()`)."""
+    if find_tenant(name) is not None:  # before making a usage plan for nothing
+        raise TenantExists(f"tenant {name!r} already exists")
+    limits = limits or Limits()
+    recipients, hosts = _entries(email_recipients, recipient_entry), _entries(webhook_hosts, host_entry)
+    plan = usage_plans.create_plan(name, limits)
     tenant = Tenant(
         tenant=name,
         created_at=utcnow(),
         created_by=created_by,
         webhook_secret=webhook_secret or new_webhook_secret(),
-        email_recipients=_entries(email_recipients, recipient_entry),
-        webhook_hosts=_entries(webhook_hosts, host_entry),
+        email_recipients=recipients,
+        webhook_hosts=hosts,
+        limits=limits,
+        usage_plan_id=plan.plan_id,
+        api_key_id=plan.key_id,
+        api_key=plan.key_value,
     )
     try:
         client("dynamodb").put_item(
@@ -84,6 +100,7 @@ def create_tenant(
             ConditionExpression="attribute_not_exists(tenant)",
         )
     except ClientError as exc:
+        usage_plans.delete_plan(plan.plan_id, plan.key_id)
         if exc.response["Error"]["Code"] == CONDITION_FAILED:
             raise TenantExists(f"tenant {name!r} already exists") from exc
         raise
@@ -93,6 +110,7 @@ def create_tenant(
         created_by,
         emailRecipients=list(tenant.email_recipients),
         webhookHosts=list(tenant.webhook_hosts),
+        **limits.audited(),
     )
     return tenant
 
@@ -119,8 +137,13 @@ def update_tenant(
     *,
     email_recipients: Iterable[str] | None = None,
     webhook_hosts: Iterable[str] | None = None,
+    rate_limit: float | None = None,
+    burst_limit: int | None = None,
+    daily_quota: int | None = None,
 ) -> Tenant:
-    """Replace the allow-lists given (None leaves one as it is; an empty one clears it)."""
+    """Replace the allow-lists given (None leaves one as it is; an empty one clears it) and the
+    limits given (a `daily_quota` of 0 removes the quota). The usage plan changes first; a tenant
+    without one (made before limits existed) gets one."""
     values: dict[str, Any] = {":now": iso(utcnow()), ":by": updated_by}
     sets = ["updatedAt = :now", "updatedBy = :by"]
     details: dict[str, Any] = {}
@@ -130,6 +153,23 @@ def update_tenant(
     if webhook_hosts is not None:
         values[":hosts"] = details["webhookHosts"] = list(_entries(webhook_hosts, host_entry))
         sets.append("webhookHosts = :hosts")
+    if (rate_limit, burst_limit, daily_quota) != (None, None, None):
+        current = require_tenant(name)
+        try:
+            limits = (current.limits or Limits()).changed(
+                rate_limit=rate_limit, burst_limit=burst_limit, daily_quota=daily_quota
+            )
+        except ValidationError as exc:
+            raise InvalidTenantSettings(f"invalid limits: {exc.errors()[0]['msg']}") from exc
+        if current.usage_plan_id:
+            usage_plans.update_limits(current.usage_plan_id, limits, current.limits)
+        else:
+            plan = usage_plans.create_plan(name, limits)
+            values |= {":plan": plan.plan_id, ":key_id": plan.key_id, ":key": plan.key_value}
+            sets += ["usagePlanId = :plan", "apiKeyId = :key_id", "apiKey = :key"]
+        values[":limits"] = limits.model_dump(mode="json", by_alias=True, exclude_none=True)
+        sets.append("limits = :limits")
+        details |= limits.audited()
     try:
         response = client("dynamodb").update_item(
             TableName=_tenants_table(),
@@ -190,4 +230,5 @@ def list_tenants() -> list[Tenant]:
         if "LastEvaluatedKey" not in page:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return sorted((Tenant.model_validate(from_item(i)) for i in items), key=lambda t: t.tenant)
+    tenants = (Tenant.model_validate(from_item(i)) for i in items if not waits.is_lease(i["tenant"]["S"]))
+    return sorted(tenants, key=lambda t: t.tenant)

@@ -1,7 +1,9 @@
 """The tokens table: a tenant's API tokens, with which scopes.
 
 Tokens are stored by id with a SHA-256 hash of their secret; the secret is shown once, when the
-token is created, and never stored. `lastUsedAt` is written at most once an hour per token (and
+token is created, and never stored. Each token also carries its tenant's API key value
+(`usageKey`, the usage plan's identifier), copied from the tenant when the token is made, so the
+authorizer finds everything it returns in one read. `lastUsedAt` is written at most once an hour per token (and
 the authorizer's cache spares most lookups), so using a token does not cost a write per request.
 """
 
@@ -19,7 +21,7 @@ from chorus.core import settings
 from chorus.core.clients import client
 from chorus.core.clock import iso, utcnow
 from chorus.core.errors import ChorusError
-from chorus.model.tenancy import Scope, Token, hash_secret, new_token, parse_token
+from chorus.model.tenancy import Scope, Tenant, Token, hash_secret, new_token, parse_token
 
 LAST_USED_RESOLUTION = timedelta(hours=1)
 
@@ -39,7 +41,8 @@ def create_token(
     """Store a new token for an existing tenant; returns it and the only copy of its plaintext.
 
     `secret_token` lets an operator bring a token of their own (make local's CHORUS_API_TOKEN)."""
-    if tenants.find_tenant(tenant) is None:
+    owner = tenants.find_tenant(tenant)
+    if owner is None:
         raise tenants.TenantNotFound(f"tenant {tenant!r} does not exist")
     if secret_token:
         parsed = parse_token(secret_token)
@@ -57,6 +60,7 @@ def create_token(
         created_at=utcnow(),
         created_by=created_by,
         expires_at=expires_at,
+        usage_key=owner.api_key,
     )
     client("dynamodb").put_item(
         TableName=_tokens_table(),
@@ -96,6 +100,23 @@ def list_tokens(tenant: str | None = None) -> list[Token]:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     return sorted((Token.model_validate(from_item(i)) for i in items), key=lambda t: t.created_at)
+
+
+def stamp_usage_key(tenant: Tenant) -> int:
+    """Give every token of the tenant its current API key value (tokens made before the tenant had
+    a usage plan carry none, and API Gateway refuses their requests); returns how many changed."""
+    if not tenant.api_key:
+        return 0
+    stale = [t for t in list_tokens(tenant.tenant) if t.usage_key != tenant.api_key]
+    for token in stale:
+        client("dynamodb").update_item(
+            TableName=_tokens_table(),
+            Key={"tokenId": {"S": token.token_id}},
+            UpdateExpression="SET usageKey = :key",
+            ConditionExpression="attribute_exists(tokenId) AND tenant = :tenant",
+            ExpressionAttributeValues={":key": {"S": tenant.api_key}, ":tenant": {"S": tenant.tenant}},
+        )
+    return len(stale)
 
 
 def revoke_token(token_id: str, revoked_by: str) -> Token:

@@ -64,7 +64,7 @@ class _Request(BaseModel):
 class WebhookCallbackRequest(_Request):
     type: Literal["webhook"]
     url: Annotated[str, Field(min_length=8, max_length=2048)]
-    events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=2)] = ["completed"]
+    events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=3)] = ["completed"]
 
     @field_validator("url")
     @classmethod

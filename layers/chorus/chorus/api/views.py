@@ -82,7 +82,7 @@ def _delivery(record: PredictionRecord) -> dict[str, Any] | None:
     """The latest callback event's delivery: pending until its series reports an outcome."""
     callback = record.callback
     if isinstance(callback, WebhookCallback):
-        wanted = [CallbackEvent(e) for e in callback.events]
+        wanted = [CallbackEvent(e) for e in callback.events if e != CallbackEvent.STEP.value]
     elif isinstance(callback, EmailCallback):
         wanted = [CallbackEvent.COMPLETED]
     else:

@@ -37,6 +37,19 @@ class AuditSettings(_Settings):
     audit_table: str
 
 
+class UsagePlanSettings(_Settings):
+    """The REST API stage a tenant's usage plan applies to (`chorus admin` finds the API's id)."""
+
+    rest_api_id: str
+    api_stage: str = "v1"  # template.yaml's StageName
+
+
+class WaitSettings(_Settings):
+    """`Prefer: wait`: how many requests of one tenant may hold their answer at the same time."""
+
+    max_waits_per_tenant: int = Field(default=10, ge=0, le=1000)
+
+
 class IdempotencySettings(_Settings):
     idempotency_table: str
 

@@ -6,6 +6,11 @@ and checked against its stored hash; a missing, malformed, unknown, expired or r
 policy that allows exactly the routes of its scopes, for the whole API, because API Gateway caches
 the result per token and evaluates later requests (other routes, other ids) against it: a route
 its scopes do not allow is API Gateway's 403. The token itself is never logged, only its id.
+
+The result also names the tenant's usage plan: `usageIdentifierKey` is the tenant's API key value
+(stored on the token), which API Gateway uses to apply the tenant's rate, burst and daily quota (the
+REST API's `ApiKeySourceType` is `AUTHORIZER`). A token without one (its tenant has no usage plan
+yet) gets none, and API Gateway refuses the request with 403 (API_KEY).
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ def policy(token: Token, method_arn: str) -> dict[str, Any]:
     """API Gateway's authorizer result: an Allow for the token's routes, and who is calling."""
     resources = allowed_resources(token.scopes, method_arn)
     statements = [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": resources}] if resources else []
-    return {
+    result: dict[str, Any] = {
         "principalId": token.token_id,
         # No statement (a token without scopes) still denies everything: no Allow is a 403.
         "policyDocument": {"Version": "2012-10-17", "Statement": statements},
@@ -74,6 +79,9 @@ def policy(token: Token, method_arn: str) -> dict[str, Any]:
             "scopes": " ".join(sorted(token.scopes)),
         },
     }
+    if token.usage_key:
+        result["usageIdentifierKey"] = token.usage_key
+    return result
 
 
 def authorize(event: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,10 @@ def announce(record: PredictionRecord, event: CallbackEvent) -> None:
     if isinstance(record.callback, StepFunctionsCallback):
         if event is CallbackEvent.COMPLETED:
             notifier.resume_parent(record, record.callback, step_error(record))
+            if record.announce_to_parent and record.parent_id:
+                # The parent's webhook asked for `step` events: a series of its own per step (its
+                # first claim is conditional, so a repeated announcement sends nothing twice).
+                queues.schedule_delivery(record.parent_id, CallbackEvent.STEP, 1, 1, step_id=record.id)
         return
     if wants(record, event) and event not in record.deliveries:
         queues.schedule_delivery(record.id, event, series=1, attempt=1)

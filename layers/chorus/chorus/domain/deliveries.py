@@ -47,20 +47,22 @@ def attempt(request: DeliveryRequest) -> None:
     now = utcnow()
     if request.not_before is not None and request.not_before > now + timedelta(seconds=1):
         queues.schedule_delivery(
-            request.prediction_id, request.event, request.series, request.attempt, request.not_before
+            request.prediction_id, request.event, request.series, request.attempt, request.not_before, request.step_id
         )
         return
     config = settings.load(settings.WebhookSettings)
     lease = now + timedelta(seconds=config.webhook_attempt_seconds) + LEASE_SLACK
-    record = predictions.claim_delivery(request.prediction_id, request.event, request.series, request.attempt, lease)
+    record = predictions.claim_delivery(request.prediction_id, request.key, request.series, request.attempt, lease)
     if record is None:
         logger.info("delivery attempt already made or superseded", extra=_context(request))
         return
     callback = record.callback
     view = represent(record)
+    if request.step_id is not None:
+        view["event"] = _step_event(view, request.step_id)
     tenant = tenants.find_tenant(record.tenant) if isinstance(callback, WebhookCallback | EmailCallback) else None
     if isinstance(callback, WebhookCallback):
-        result = _webhook(record, callback, request.event, view, tenant)
+        result = _webhook(record, callback, request, view, tenant)
     elif isinstance(callback, EmailCallback):
         if tenant is None or not tenant.allows_recipient(callback.address):
             result = Attempt(Outcome.REJECTED, "the tenant no longer allows e-mail to this recipient")
@@ -71,10 +73,19 @@ def attempt(request: DeliveryRequest) -> None:
     _record(request, result, config.retry_delays)
 
 
+def _step_event(view: dict[str, Any], step_id: str) -> dict[str, Any]:
+    """What a `step` webhook adds to the representation: which step (or item) finished, and how."""
+    for step in view.get("steps", []):
+        if step.get("id") == step_id or step_id in step.get("ids", []):
+            item = step["ids"].index(step_id) if step_id in step.get("ids", []) else None
+            return {"type": "step", "step": step["name"], "id": step_id, "status": step["status"], "item": item}
+    return {"type": "step", "id": step_id}
+
+
 def _webhook(
     record: PredictionRecord,
     callback: WebhookCallback,
-    event: CallbackEvent,
+    request: DeliveryRequest,
     view: dict[str, Any],
     tenant: Tenant | None,
 ) -> Attempt:
@@ -84,7 +95,7 @@ def _webhook(
     if not tenant.allows_webhook_host(urlsplit(callback.url).hostname or ""):
         return Attempt(Outcome.REJECTED, "the tenant no longer allows webhooks to this host")
     try:
-        return notifier.send_webhook(callback.url, record.id, event, view, secrets)
+        return notifier.send_webhook(callback.url, record.id, request.event, view, secrets, request.step_id)
     except WebhookRefused as exc:
         return Attempt(Outcome.REJECTED, exc.message)
 
@@ -120,7 +131,7 @@ def _record(request: DeliveryRequest, result: Attempt, delays: tuple[int, ...]) 
         last_error=None if status is DeliveryStatus.DELIVERED else result.detail,
         next_attempt_at=next_at,
     )
-    if predictions.record_delivery(request.prediction_id, request.event, delivery) is None:
+    if predictions.record_delivery(request.prediction_id, request.key, delivery) is None:
         return  # a redelivery started a new series meanwhile: it carries on from here
     logger.info(
         "callback attempt",
@@ -128,13 +139,15 @@ def _record(request: DeliveryRequest, result: Attempt, delays: tuple[int, ...]) 
     )
     metrics.add_metric(name=f"Callback{result.outcome.value.title()}", unit="Count", value=1)
     if next_at is not None:
-        queues.schedule_delivery(request.prediction_id, request.event, request.series, request.attempt + 1, next_at)
+        queues.schedule_delivery(
+            request.prediction_id, request.event, request.series, request.attempt + 1, next_at, request.step_id
+        )
 
 
 def _context(request: DeliveryRequest) -> dict[str, object]:
     return {
         "prediction_id": request.prediction_id,
-        "event": request.event.value,
+        "event": request.key,
         "series": request.series,
         "attempt": request.attempt,
     }
@@ -147,7 +160,8 @@ def redeliver(caller: Caller, prediction_id: str) -> None:
     record = predictions.get_owned(prediction_id, caller.tenant)
     if not isinstance(record.callback, WebhookCallback):
         raise NotRedeliverable(f"prediction {prediction_id!r} has no webhook to redeliver")
-    events = [CallbackEvent(e) for e in record.callback.events]
+    # Step events are not replayed: each step's delivery already has its own series and status.
+    events = [CallbackEvent(e) for e in record.callback.events if e != CallbackEvent.STEP.value]
     reached = [
         e
         for e in events
@@ -158,5 +172,5 @@ def redeliver(caller: Caller, prediction_id: str) -> None:
     for event in reached:
         current = record.deliveries.get(event)
         series = current.series if current else 0
-        if predictions.start_delivery_series(prediction_id, event, series) is not None:
+        if predictions.start_delivery_series(prediction_id, event.value, series) is not None:
             queues.schedule_delivery(prediction_id, event, series + 1, 1)

@@ -5,15 +5,20 @@ exactly like an unknown id."""
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
-from chorus.adapters import listings, predictions
+from chorus.adapters import listings, predictions, waits
 from chorus.api.views import represent, summary
+from chorus.core import settings
+from chorus.core.observability import metrics
 from chorus.domain import clocks
 from chorus.model.records import PredictionRecord
 from chorus.model.tenancy import Caller
 
 POLL_SECONDS = 0.2
+# A waiter that crashed or timed out keeps its slot this long after its wait would have ended.
+WAIT_LEASE_MARGIN_SECONDS = 5
 NO_FILTERS = listings.Filters()
 
 
@@ -27,6 +32,25 @@ def _current(record: PredictionRecord) -> PredictionRecord:
     if not record.status.terminal and clocks.due(record) is not None:
         return clocks.enforce(record) or predictions.get(record.id)
     return record
+
+
+def wait_for_result(
+    caller: Caller, prediction_id: str, seconds: int, fallback: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """`Prefer: wait=N`, bounded per tenant: hold the answer as `wait_until_finished` does if one of
+    the tenant's wait slots (WaitSettings) is free, and give the slot back afterwards. With every
+    slot taken, answer at once: `Prefer` is only a preference (RFC 7240). (the view, waited?)"""
+    holder = uuid.uuid4().hex
+    now = time.time()
+    limit = settings.load(settings.WaitSettings).max_waits_per_tenant
+    lapses_at = now + seconds + WAIT_LEASE_MARGIN_SECONDS
+    if not waits.claim_slot(caller.tenant, holder, lapses_at=lapses_at, now=now, limit=limit):
+        metrics.add_metric(name="WaitsRefused", unit="Count", value=1)
+        return fallback, False
+    try:
+        return wait_until_finished(caller, prediction_id, seconds, fallback), True
+    finally:
+        waits.release_slot(caller.tenant, holder)
 
 
 def wait_until_finished(caller: Caller, prediction_id: str, seconds: float, fallback: dict[str, Any]) -> dict[str, Any]:

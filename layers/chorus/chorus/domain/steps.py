@@ -38,6 +38,7 @@ from chorus.model.records import (
     S3Location,
     Status,
     StepFunctionsCallback,
+    WebhookCallback,
 )
 from chorus.model.registry import StepDeclaration, get_registry
 
@@ -245,6 +246,7 @@ def _child(
         attempt=invocation.attempt or None,
         metadata={},
         child_salt=new_child_salt(kind),  # a nested ensemble derives its own steps' ids
+        announce_to_parent=isinstance(parent.callback, WebhookCallback) and "step" in parent.callback.events,
         ttl=predictions.record_ttl(now),
     )
 

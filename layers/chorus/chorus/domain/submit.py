@@ -44,6 +44,8 @@ def submit(request: PredictionRequest, caller: Caller, prediction_id: str | None
     inline = request.input is not None
     content_type = _content_type(service, request, inline)
     callback = _callback(request, caller)
+    if isinstance(callback, WebhookCallback) and "step" in callback.events and service.kind != "ensemble":
+        raise InvalidCallback(f"`step` events are sent for ensembles; {service.name!r} is a model")
     body = json.dumps(request.input, separators=(",", ":")).encode() if inline else b""
     if len(body) > service.max_input_bytes:
         raise PayloadTooLarge(f"input is {len(body)} bytes; {service.name} accepts at most {service.max_input_bytes}")

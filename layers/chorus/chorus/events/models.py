@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Json, JsonValu
 
 from chorus.events.base import LooseModel
 from chorus.events.sagemaker import InferenceResult
-from chorus.model.records import CallbackEvent
+from chorus.model.records import CallbackEvent, delivery_key
 
 
 class S3Bucket(LooseModel):
@@ -74,6 +74,11 @@ class DeliveryRequest(LooseModel):
     attempt: int = Field(ge=1, le=100)
     # Attempts further out than one SQS delay (15 min) are re-queued until this moment.
     not_before: datetime | None = Field(default=None, alias="notBefore")
+    step_id: str | None = Field(default=None, alias="stepId", min_length=1, max_length=64)  # a `step` event's step
+
+    @property
+    def key(self) -> str:
+        return delivery_key(self.event, self.step_id)
 
 
 class DeliveryMessage(LooseModel):

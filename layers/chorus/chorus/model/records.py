@@ -81,13 +81,21 @@ class ErrorDetail(BaseModel):
 
 
 class CallbackEvent(StrEnum):
-    """When a client is told: the prediction started running, or it reached a terminal state."""
+    """When a client is told: the prediction started running, one of an ensemble's steps finished,
+    or it reached a terminal state."""
 
     START = "start"
+    STEP = "step"
     COMPLETED = "completed"
 
 
-WebhookEvent = Literal["start", "completed"]
+WebhookEvent = Literal["start", "step", "completed"]
+
+
+def delivery_key(event: CallbackEvent, step_id: str | None = None) -> str:
+    """Where a callback's deliveries are tracked on its prediction: the event, or for a step event
+    `step:<child id>` (each step's event is a delivery series of its own)."""
+    return f"{event.value}:{step_id}" if event is CallbackEvent.STEP and step_id else event.value
 
 
 class DeliveryStatus(StrEnum):
@@ -165,7 +173,7 @@ class PredictionRecord(BaseModel):
     error: ErrorDetail | None = None
     metadata: dict[str, Any] = {}
     callback: Callback | None = None
-    deliveries: dict[CallbackEvent, Delivery] = {}
+    deliveries: dict[str, Delivery] = {}  # by delivery_key
     parent_id: str | None = Field(default=None, alias="parentId")
     step_name: str | None = Field(default=None, alias="stepName")
     item_index: int | None = Field(default=None, alias="itemIndex")  # the item of a fanned-out step
@@ -173,6 +181,8 @@ class PredictionRecord(BaseModel):
     # Why a step ran as it did (the audit trail): the condition and the values it read, the rule
     # case that matched.
     decision: dict[str, Any] | None = None
+    # A step whose parent's webhook asked for `step` events: its end is announced to the parent.
+    announce_to_parent: bool = Field(default=False, alias="announceToParent")
     execution_arn: str | None = Field(default=None, alias="executionArn")
     lease_until: datetime | None = Field(default=None, alias="leaseUntil")
     # Set at dispatch: past it, a prediction still running has lost its result and is timed out.

@@ -7,6 +7,10 @@ A tenant signs its webhooks with a `whsec_…` secret of its own (32 random byte
 rotation the previous one keeps signing alongside the new one until `previousWebhookSecretExpiresAt`.
 Its e-mail callbacks may go only to the recipients it allows (addresses or `@domain`s: none by
 default), its webhooks only to the hosts it allows, if it restricts them (exact names or `*.domain`).
+
+A tenant's `Limits` (requests per second, burst, optional daily quota) are an API Gateway usage plan
+of its own with one API key: the authorizer returns the key's value as `usageIdentifierKey` (copied
+onto each token record, so authorizing stays one read), and no client ever sends it.
 """
 
 from __future__ import annotations
@@ -71,6 +75,49 @@ def host_entry(value: str) -> str:
     return entry
 
 
+# Limits of a tenant created without any: the create rate Replicate allows one account (600 a minute),
+# a burst of two seconds of it, no daily quota. The stage's throttle (ApiThrottling*) caps them all.
+DEFAULT_RATE_LIMIT = 10.0
+DEFAULT_BURST_LIMIT = 20
+MAX_RATE_LIMIT = 10_000.0  # API Gateway's account quota per Region: no plan may exceed it
+MAX_BURST_LIMIT = 5_000
+
+
+class Limits(BaseModel):
+    """A tenant's usage plan: steady requests per second, the burst above it, requests per UTC day."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    rate_limit: float = Field(default=DEFAULT_RATE_LIMIT, gt=0, le=MAX_RATE_LIMIT, alias="rateLimit")
+    burst_limit: int = Field(default=DEFAULT_BURST_LIMIT, ge=1, le=MAX_BURST_LIMIT, alias="burstLimit")
+    daily_quota: int | None = Field(default=None, ge=1, alias="dailyQuota")  # None: no quota
+
+    def changed(
+        self, *, rate_limit: float | None = None, burst_limit: int | None = None, daily_quota: int | None = None
+    ) -> Limits:
+        """These limits with the given ones replaced (a `daily_quota` of 0 removes the quota)."""
+        update: dict[str, object] = {}
+        if rate_limit is not None:
+            update["rate_limit"] = rate_limit
+        if burst_limit is not None:
+            update["burst_limit"] = burst_limit
+        if daily_quota is not None:
+            update["daily_quota"] = daily_quota or None
+        return Limits.model_validate({**self.model_dump(), **update})
+
+    def describe(self) -> str:
+        quota = f"{self.daily_quota} a day" if self.daily_quota else "no daily quota"
+        return f"{self.rate_limit:g} requests/s, burst {self.burst_limit}, {quota}"
+
+    def audited(self) -> dict[str, str]:
+        """The limits as audit details."""
+        return {
+            "rateLimit": f"{self.rate_limit:g}",
+            "burstLimit": str(self.burst_limit),
+            "dailyQuota": str(self.daily_quota or "none"),
+        }
+
+
 class Tenant(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
@@ -84,6 +131,12 @@ class Tenant(BaseModel):
     previous_webhook_secret_expires_at: datetime | None = Field(default=None, alias="previousWebhookSecretExpiresAt")
     email_recipients: tuple[str, ...] = Field(default=(), alias="emailRecipients")
     webhook_hosts: tuple[str, ...] = Field(default=(), alias="webhookHosts")  # empty: any (public) host
+    # The usage plan: its limits, and the plan and API key (ids, and the key's value) that enforce them.
+    # A tenant created before limits existed has none until an administrator sets them.
+    limits: Limits | None = None
+    usage_plan_id: str | None = Field(default=None, alias="usagePlanId")
+    api_key_id: str | None = Field(default=None, alias="apiKeyId")
+    api_key: str | None = Field(default=None, alias="apiKey", repr=False)
 
     @field_validator("email_recipients", mode="before")
     @classmethod
@@ -97,7 +150,9 @@ class Tenant(BaseModel):
 
     def public(self) -> dict[str, object]:
         """The record as an administrator may see it: everything but the secrets."""
-        return self.model_dump(mode="json", by_alias=True, exclude={"webhook_secret", "previous_webhook_secret"})
+        return self.model_dump(
+            mode="json", by_alias=True, exclude={"webhook_secret", "previous_webhook_secret", "api_key"}
+        )
 
     def signing_secrets(self, now: datetime) -> tuple[str, ...]:
         """The secrets a webhook is signed with now: the current one, and the previous one while
@@ -139,6 +194,8 @@ class Token(BaseModel):
     revoked: bool = False
     revoked_at: datetime | None = Field(default=None, alias="revokedAt")
     last_used_at: datetime | None = Field(default=None, alias="lastUsedAt")
+    # The tenant's API key value, copied here when the token is made (the usage identifier).
+    usage_key: str | None = Field(default=None, alias="usageKey", repr=False)
 
     def accepts(self, secret: str, now: datetime) -> bool:
         """The secret matches (in constant time), and the token is neither revoked nor expired."""
