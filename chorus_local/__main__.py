@@ -67,6 +67,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         help="additional endpoints file (repeatable), e.g. test models",
     )
+    parser.add_argument(
+        "--template",
+        type=Path,
+        default=REPO_ROOT / "template.yaml",
+        help="the SAM template to run (like sam -t): e.g. one generated for your own registry by "
+        "`python -m chorus_compiler --registry R --out DIR/statemachines --template DIR/template.yaml`",
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes per function")
     parser.add_argument(
         "--async-retry-delays",
@@ -177,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_endpoints=extra,
         workers_per_function=args.workers,
         async_retry_delays=[float(delay) for delay in args.async_retry_delays.split(",") if delay],
+        template=str(args.template.resolve()),
     )
     try:
         try:

@@ -52,6 +52,7 @@ class RunningStack:
         parameter_overrides: Mapping[str, str] | None = None,
         extra_endpoints: Path | Sequence[Mapping[str, Any]] | None = None,
         environment: Mapping[str, str] | None = None,
+        template: Path | None = None,
     ) -> None:
         self._workdir = Path(tempfile.mkdtemp(prefix="chorus-stack-"))
         ready_file = self.ready_file = self._workdir / "ready.json"
@@ -67,6 +68,8 @@ class RunningStack:
             str(ready_file),
             "--exit-with-parent",
         ]
+        if template is not None:
+            command += ["--template", str(template)]
         if parameter_overrides:
             command += ["--parameter-overrides", *(f"{k}={v}" for k, v in parameter_overrides.items())]
         if extra_endpoints is not None:
@@ -177,8 +180,9 @@ def start_stack() -> Iterator[StartStack]:
         parameter_overrides: Mapping[str, str] | None = None,
         extra_endpoints: Path | Sequence[Mapping[str, Any]] | None = None,
         environment: Mapping[str, str] | None = None,
+        template: Path | None = None,
     ) -> RunningStack:
-        running = RunningStack(parameter_overrides, extra_endpoints, environment)
+        running = RunningStack(parameter_overrides, extra_endpoints, environment, template)
         started.append(running)
         return running
 

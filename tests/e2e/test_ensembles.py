@@ -86,7 +86,7 @@ def test_failing_step_fails_the_parent_naming_the_step(scripted_stack, scripted)
     assert finished["status"] == "failed"
     assert "svm" in finished["error"]["message"] and "svm is broken" in finished["error"]["message"]
     assert steps_by_name(finished)["svm"]["status"] == "failed"
-    assert "stacker" not in steps_by_name(finished)
+    assert steps_by_name(finished)["stacker"]["status"] == "not_run"  # listed, never started
     assert_no_execution_running(scripted_stack, created["id"])
 
 
@@ -112,7 +112,7 @@ def test_cancel_mid_flight_stops_the_execution_and_the_steps(scripted_stack, scr
     time.sleep(4)  # the forest model finishes its sleep; its late result must change nothing
     after = scripted.get(created["id"])
     assert after["status"] == "canceled"
-    assert all(step["status"] in {"canceled", "succeeded"} for step in after["steps"]), after["steps"]
+    assert all(step["status"] in {"canceled", "succeeded", "not_run"} for step in after["steps"]), after["steps"]
     assert_no_execution_running(scripted_stack, created["id"])
 
 

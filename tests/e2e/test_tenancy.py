@@ -32,6 +32,8 @@ UPLOAD = {"service": "digits-forest", "contentType": "image/png"}  # waits for i
 UNKNOWN_ID = "0" * 32
 AUTHORIZER_CACHE_SECONDS = 60
 ID_ROUTES = [("GET", ""), ("POST", "/cancel"), ("POST", "/webhook/redeliver")]
+# These tests are about isolation, not limits (test_limits.py): their tenants have room to spare.
+ROOMY = ("--rate-limit", "500", "--burst", "500")
 
 # --- the CLI and the API -------------------------------------------------------------------------------
 
@@ -109,7 +111,7 @@ def new_tenant(tenancy_stack: RunningStack) -> Callable[..., tuple[str, ChorusCl
 
     def make(prefix: str, *token_options: str) -> tuple[str, ChorusClient]:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        assert name in chorus(tenancy_stack, "tenants", "create", name)
+        assert name in chorus(tenancy_stack, "tenants", "create", name, *ROOMY)
         return name, tenancy_stack.api(new_token(tenancy_stack, name, *token_options))
 
     return make
@@ -124,7 +126,7 @@ def mine(tenancy_stack: RunningStack) -> ChorusClient:
 @pytest.fixture(scope="module")
 def other(tenancy_stack: RunningStack) -> ChorusClient:
     """A second tenant, `other`, and its token, made with the CLI."""
-    chorus(tenancy_stack, "tenants", "create", "other")
+    chorus(tenancy_stack, "tenants", "create", "other", *ROOMY)
     listed = json.loads(chorus(tenancy_stack, "tenants", "list", "--json"))
     assert {t["tenant"]: t["createdBy"] for t in listed}["other"] == "local"
     return tenancy_stack.api(new_token(tenancy_stack, "other"))

@@ -41,3 +41,29 @@ def packaged_with(*services: dict[str, Any]) -> dict[str, Any]:
     names = {s["name"] for s in services}
     document["services"] = [s for s in document["services"] if s["name"] not in names] + list(services)
     return document
+
+
+def stack_for_registry(registry_file: Any, directory: Any) -> Any:
+    """What an operator does for a registry of their own: compile its ensembles into a copy of the
+    template (`directory/template.yaml`, its state machines next to it, the code where the template
+    names it) and run that template. Returns the template's path."""
+    from pathlib import Path
+
+    from chorus_compiler.compiler import REPOSITORY, main
+
+    directory = Path(directory)
+    template = directory / "template.yaml"
+    template.write_text((REPOSITORY / "template.yaml").read_text())
+    for code in ("functions", "layers"):
+        (directory / code).symlink_to(REPOSITORY / code, target_is_directory=True)
+    arguments = [
+        "--registry",
+        str(registry_file),
+        "--out",
+        str(directory / "statemachines"),
+        "--template",
+        str(template),
+    ]
+    if main(arguments) != 0:
+        raise AssertionError(f"the registry {registry_file} does not compile")
+    return template

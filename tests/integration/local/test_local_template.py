@@ -18,6 +18,7 @@ from chorus_local.cloudformation import (
     resolve_parameters,
     transform_template,
 )
+from chorus_local.usage_plans import UsagePlans
 from tests.integration.local.support import REPO_ROOT
 
 TEMPLATE = {
@@ -298,11 +299,22 @@ def test_product_template_event_sources_and_api(product):
     }
     names = {f.name for f in product.functions}
     assert all(route.function in names for route in product.api.routes if route.mock is None)
+    # Every method needs an API key, which the authorizer supplies (the tenant's usage plan)
+    assert product.api.api_key_source == "AUTHORIZER"
+    assert all(route.api_key_required for route in product.api.routes if route.mock is None)
     # The API's GatewayResponses shape API Gateway's own errors, as in AWS
-    error = RestApi(product.api, runtime=None).error(403, "req-1")  # type: ignore[arg-type]
+    plans = UsagePlans(apigateway=None, api_id=product.api.api_id, stage="v1")
+    rest = RestApi(product.api, runtime=None, usage_plans=plans)  # type: ignore[arg-type]
+    error = rest.error(403, "req-1")
     assert json.loads(error.get_data()) == {
         "error": {"code": "MISSING_AUTHENTICATION_TOKEN", "message": "Missing Authentication Token"}
     }
+    throttled = rest.error("THROTTLED", "req-1")
+    assert (throttled.status_code, throttled.headers["Retry-After"]) == (429, "1")
+    assert json.loads(throttled.get_data())["error"]["code"] == "rate_limited"
+    quota = rest.error("QUOTA_EXCEEDED", "req-1")
+    assert (quota.status_code, quota.headers["Retry-After"]) == (429, "3600")
+    assert json.loads(quota.get_data())["error"]["code"] == "quota_exceeded"
 
 
 def test_product_template_resources_exist_as_declared(product, aws):

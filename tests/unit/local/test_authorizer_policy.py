@@ -64,6 +64,7 @@ def test_the_result_context_reaches_the_function_as_strings() -> None:
         {"principalId": "tok"},  # no policy
         {"principalId": "tok", "policyDocument": {"Statement": [statement("Maybe", "*")]}},
         {"principalId": "tok", "policyDocument": {"Statement": []}, "context": {"nested": {"a": 1}}},
+        {"principalId": "tok", "policyDocument": {"Statement": []}, "usageIdentifierKey": 42},
     ],
 )
 def test_a_malformed_result_is_refused(value: Any) -> None:
@@ -74,7 +75,10 @@ def test_a_malformed_result_is_refused(value: Any) -> None:
 @pytest.mark.parametrize(
     ("scheme", "message"),
     [
-        ({"type": "apiKey", "name": "x-api-key", "in": "header"}, "only Lambda authorizers"),
+        (
+            {"type": "apiKey", "name": "Authorization", "in": "header", "x-amazon-apigateway-authtype": "awsSigv4"},
+            "only Lambda authorizers and API keys",
+        ),
         (
             {
                 "x-amazon-apigateway-authtype": "cognito_user_pools",
@@ -98,3 +102,16 @@ def test_a_malformed_result_is_refused(value: Any) -> None:
 def test_what_is_not_emulated_fails_loudly(scheme: dict[str, Any], message: str) -> None:
     with pytest.raises(TemplateError, match=message):
         _authorizers(None, {"components": {"securitySchemes": {"Auth": scheme}}}, "Api")  # type: ignore[arg-type]
+
+
+def test_the_usage_identifier_key_is_kept_and_an_api_key_scheme_is_recognised() -> None:
+    result = AuthorizerResult.parse(
+        {"principalId": "tok", "policyDocument": {"Statement": []}, "usageIdentifierKey": "k" * 40}
+    )
+    assert result.usage_identifier_key == "k" * 40
+    assert (
+        AuthorizerResult.parse({"principalId": "tok", "policyDocument": {"Statement": []}}).usage_identifier_key is None
+    )
+    # SAM's Auth.ApiKeyRequired writes this scheme: a method naming it requires an API key
+    scheme = {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    assert _authorizers(None, {"components": {"securitySchemes": {"api_key": scheme}}}, "Api") == ({}, {"api_key"})  # type: ignore[arg-type]

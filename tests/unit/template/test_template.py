@@ -102,6 +102,7 @@ FUNCTION_SETTINGS = {
         "ExecutionSettings",
         "TopicSettings",
         "DeadlineQueueSettings",
+        "DeliveryQueueSettings",
     },
     "DeliveriesFunction": {
         "TableSettings",
@@ -152,6 +153,7 @@ FUNCTION_ENVIRONMENT = {
         "SUCCESS_TOPIC_ARN",
         "ERROR_TOPIC_ARN",
         "DEADLINE_QUEUE_URL",
+        "DELIVERY_QUEUE_URL",
     },
     "DeliveriesFunction": {
         "PREDICTIONS_TABLE",
@@ -251,15 +253,7 @@ AWS_CALLS: dict[str, set[tuple[str, str]]] = {
 CLIENT_SERVICES = {"sagemaker-runtime": "sagemaker", "stepfunctions": "states"}
 
 # Branches the static reach follows but the function never takes, each with its reason.
-NEVER_TAKEN = {
-    "GetTransformCallFunction": {
-        "chorus.adapters.queues.schedule_delivery": (
-            "get-transform-call only announces step predictions, whose callback is always the parent's "
-            "task token (domain/steps.py run_step and _resume): callbacks.announce resumes the parent "
-            "and never queues a webhook or e-mail"
-        ),
-    },
-}
+NEVER_TAKEN: dict[str, dict[str, str]] = {}
 
 # Grants wider than the code's calls, accepted on purpose.
 ACCEPTED_WIDER_GRANTS = {
