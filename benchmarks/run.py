@@ -21,6 +21,7 @@ from typing import Any
 
 import requests
 
+from benchmarks import decisions
 from tests.e2e.client import ChorusClient, digit_pixels, digit_png
 from tests.e2e.conftest import RunningStack
 from tests.support.webhook_receiver import WebhookReceiver
@@ -143,6 +144,7 @@ def _execution_arn(sfn: Any, name: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--decision-samples", type=int, default=120, help="held-out digits for cascade vs ensemble")
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -157,6 +159,10 @@ def main() -> int:
             "ensemble": throughput(client, 30, "digits-ensemble"),
         }
         results["ensembleCost"] = ensemble_cost(stack, client)
+        results["decisions"] = {
+            "cascade": decisions.cascade_against_ensemble(client, args.decision_samples),
+            "batch": decisions.batch_latency(client),
+        }
         lat = results["latency"]
         print("\nRatios")
         base = max(lat["digits-svm (sync), inline JSON"]["p50"], lat["digits-forest (async), inline JSON"]["p50"])
