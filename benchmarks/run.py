@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 
-from benchmarks import decisions
+from benchmarks import authorizer, decisions
 from tests.e2e.client import ChorusClient, digit_pixels, digit_png
 from tests.e2e.conftest import RunningStack
 from tests.support.webhook_receiver import WebhookReceiver
@@ -159,6 +159,7 @@ def main() -> int:
             "ensemble": throughput(client, 30, "digits-ensemble"),
         }
         results["ensembleCost"] = ensemble_cost(stack, client)
+        results["authorizer"] = authorizer.authorizer_latency(stack)
         results["decisions"] = {
             "cascade": decisions.cascade_against_ensemble(client, args.decision_samples),
             "batch": decisions.batch_latency(client),
