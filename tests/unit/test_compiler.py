@@ -362,3 +362,86 @@ def test_template_block_holds_every_ensemble_and_is_checked(tmp_path: Path) -> N
     for name in ("digits-ensemble", "digits-cascade", "digits-batch", "digits-committee"):
         for suffix in ("StateMachine", "LogGroup", "FailedAlarm", "TimedOutAlarm"):
             assert f"  {logical_id(name)}{suffix}:\n" in text
+
+
+# --- decision workflows ---------------------------------------------------------------------------
+
+
+def test_fan_out_is_an_items_task_then_a_map_of_the_step_task(packaged: Registry) -> None:
+    # Given digits-batch (classify fans out over input.images, optional per item)
+    asl = compile_ensemble(packaged.get("digits-batch"), packaged)
+    states = asl["States"]
+    # Then the items task lists the items into the step's results, and the Map iterates them
+    assert asl["StartAt"] == "classifyItems"
+    items = states["classifyItems"]
+    assert items["Resource"] == "arn:aws:states:::lambda:invoke" and items["Parameters"]["Payload"]["action"] == "items"
+    assert items["ResultPath"] == "$.results.classify" and items["Next"] == "classify"
+    fan_out = states["classify"]
+    assert fan_out["Type"] == "Map" and fan_out["ItemsPath"] == "$.results.classify.items"
+    assert fan_out["MaxConcurrency"] == 10 and fan_out["ResultPath"] == "$.results.classify.outcomes"
+    assert fan_out["ItemSelector"]["index.$"] == "$$.Map.Item.Value"
+    processor = fan_out["ItemProcessor"]
+    task = processor["States"][processor["StartAt"]]
+    assert task["Resource"] == WAIT_FOR_CALLBACK and task["Parameters"]["Payload"]["item.$"] == "$.index"
+    # And an item's failure is caught inside the item (optional per item); the step itself goes on too
+    assert task["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "classifyItemFailed"}]
+    assert processor["States"]["classifyItemFailed"]["Type"] == "Pass"
+    assert {c["Next"] for c in fan_out["Catch"]} == {"summary"}
+
+
+def test_optional_step_catches_into_its_result_and_a_required_one_into_the_failure_path() -> None:
+    asl = compiled(
+        [
+            {"name": "a", "service": "m", "optional": True},
+            {"name": "b", "service": "m", "input": {"x": "{{ a.output.x ?? 0 }}"}},
+        ],
+        output="{{ b }}",
+    )
+    a, b = asl["States"]["a"], asl["States"]["b"]
+    assert a["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.results.a", "Next": "b"}]
+    assert [c["Next"] for c in b["Catch"]] == ["bTimedOut", "NotifyFailure"]
+
+
+def test_optional_step_in_a_branch_ends_its_branch_with_a_pass() -> None:
+    asl = compiled(
+        [{"name": "a", "service": "m", "optional": True}, {"name": "b", "service": "m"}], output={"x": "{{ b }}"}
+    )
+    (branch_a, _) = asl["States"]["Level1"]["Branches"]
+    assert branch_a["States"]["a"]["Catch"] == [{"ErrorEquals": ["States.ALL"], "Next": "aFailed"}]
+    assert branch_a["States"]["aFailed"] == {"Type": "Pass", "Comment": "optional step a failed", "End": True}
+
+
+def test_retry_retries_only_what_the_service_declares_retryable_with_the_declared_backoff() -> None:
+    registry = parse_registry(
+        {
+            "services": [
+                {**model("m"), "retryableErrors": ["ThrottlingException"]},
+                ensemble("e", [{"name": "a", "service": "m", "retry": {"maxAttempts": 4, "intervalSeconds": 3}}]),
+            ]
+        }
+    )
+    task = compile_ensemble(registry.get("e"), registry)["States"]["a"]
+    assert task["Retry"][0] == {
+        "ErrorEquals": ["StepRetryable"],
+        "IntervalSeconds": 3,
+        "BackoffRate": 2.0,
+        "MaxAttempts": 3,
+        "JitterStrategy": "FULL",
+    }
+    assert task["Parameters"]["Payload"]["attempt.$"] == "$$.State.RetryCount"
+
+
+def test_rule_and_conditional_steps_are_the_same_task_and_the_output_is_rendered_when_it_may_be_absent() -> None:
+    asl = compiled(
+        [
+            {"name": "a", "service": "m"},
+            {"name": "b", "service": "m", "when": "a.output.p > 0.5"},
+            {"name": "c", "rule": {"default": {"x": "{{ b.output.label ?? a.output.label }}"}}},
+        ],
+        output="{{ b }}",
+    )
+    states = asl["States"]
+    assert states["c"]["Resource"] == WAIT_FOR_CALLBACK and states["c"]["Comment"] == "step c: rule"
+    assert states["c"]["Parameters"]["Payload"]["outputs"] == {"a.$": "$.results.a", "b.$": "$.results.b"}
+    # b may be skipped, so its payload cannot be published as is: the output is rendered
+    assert "RenderOutput" in states and states["c"]["Next"] == "RenderOutput"
