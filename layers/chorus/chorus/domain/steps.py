@@ -163,12 +163,10 @@ def _where(step: StepDeclaration, item: int | None = None) -> str:
     return f"step {step_key(step.name, item)!r} ({what})"
 
 
-def _running_parent(invocation: StepInvocation, where: str) -> PredictionRecord:
-    parent = predictions.get(invocation.parent.id)
+def _require_running(parent: PredictionRecord, where: str) -> None:
     if parent.status.terminal:
         # The parent was canceled (or failed) while this task was being scheduled: start nothing.
         raise StepCanceled(f"{where}: not started, the prediction is already {parent.status.value}")
-    return parent
 
 
 def run_step(invocation: StepInvocation) -> dict[str, Any]:
@@ -177,7 +175,7 @@ def run_step(invocation: StepInvocation) -> dict[str, Any]:
     parent = predictions.get(invocation.parent.id)
     step = _declaration(parent, invocation.step.name)
     where = _where(step, invocation.item)
-    parent = _running_parent(invocation, where)
+    _require_running(parent, where)
     callback = StepFunctionsCallback(task_token=invocation.task_token)
     existing = _current_attempt(parent, step, invocation.item, invocation.attempt)
     if existing is not None:
@@ -346,7 +344,7 @@ def expand_items(invocation: StepInvocation) -> dict[str, Any]:
     parent = predictions.get(invocation.parent.id)
     step = _declaration(parent, invocation.step.name)
     where = _where(step)
-    parent = _running_parent(invocation, where)
+    _require_running(parent, where)
     sources = _Sources(invocation, where)
     decision = None
     if step.when is not None:
