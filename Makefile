@@ -2,15 +2,17 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/chorus/requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/chorus/requirements.txt pyproject.toml client/pyproject.toml examples/package-lock.json | cksum | cut -d' ' -f1)
 
 .PHONY: install local test test-unit test-e2e test-faults lint format compile-ensembles validate-registry openapi benchmark build clean
 
-$(STAMP): requirements-dev.txt layers/chorus/requirements.txt pyproject.toml
+$(STAMP): requirements-dev.txt layers/chorus/requirements.txt pyproject.toml client/pyproject.toml examples/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e ./client  # chorus_client; its dependencies are pinned in requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .  # the `chorus` command
+	npm ci --prefix examples --no-audit --no-fund --silent  # the Node.js webhook receiver example (tests run it)
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)

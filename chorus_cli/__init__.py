@@ -15,6 +15,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAYER = REPO_ROOT / "layers" / "chorus"
+DEFAULT_READY_FILE = REPO_ROOT / ".chorus-local.json"  # what `make local` writes; `--local` reads it
 
 if LAYER.is_dir() and str(LAYER) not in sys.path:
     sys.path.insert(0, str(LAYER))

@@ -1,4 +1,17 @@
-"""`chorus admin …`: tenants, their API tokens, webhook secrets and audit trail.
+"""`chorus`: the Chorus command line.
+
+The API's commands, for anyone with an API token (chorus_client.cli; docs/client.md):
+
+    chorus predict SERVICE [FILE | --input JSON] [--wait] [--timeout S] [--webhook URL]
+                   [--metadata K=V …] [--deadline S] [--output FILE]
+    chorus get ID | list | cancel ID | watch ID | download ID [-o FILE] | services
+    chorus webhooks secret | webhooks verify --id … --timestamp … --signature … < body
+
+    Each takes --json, and --profile NAME or --local [READY_FILE] (else CHORUS_API_URL and
+    CHORUS_API_TOKEN). Exit codes: 0 done, 1 failed otherwise, 2 usage or configuration error,
+    3 the API answered an error, 4 the prediction failed, was canceled or expired.
+
+The operator's commands, with AWS credentials for the stack (or --local), `chorus admin …`:
 
     chorus admin tenants create NAME [--rate-limit R] [--burst B] [--daily-quota Q]
                                      [--email-recipients a@x.com @y.org …] [--webhook-hosts h.x.com *.y.org …]
@@ -16,7 +29,7 @@
 Limits are the tenant's API Gateway usage plan: R requests per second (default 10), bursts of B
 (default 20), at most Q requests per UTC day (default: no quota); over them the API answers 429.
 
-Exit codes: 0 done, 1 failed (the target or the operation), 2 usage error.
+`chorus admin` exit codes: 0 done, 1 failed (the target or the operation), 2 usage error.
 """
 
 from __future__ import annotations
@@ -28,11 +41,13 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import chorus_cli  # noqa: F401  (puts the layer package `chorus` on sys.path)
-from chorus_cli import target
-from chorus_cli.target import DEFAULT_READY_FILE, Target, TargetError
+from chorus_cli import DEFAULT_READY_FILE  # importing chorus_cli puts the layer package `chorus` on sys.path
+from chorus_client import cli as api_commands
+
+if TYPE_CHECKING:
+    from chorus_cli.target import Target
 
 PROG = "chorus"
 _DURATION = re.compile(r"^(?P<count>[1-9][0-9]{0,9})(?P<unit>[dhms])$")
@@ -347,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
-    admin = commands.add_parser("admin", help="tenants, API tokens and the audit trail").add_subparsers(
+    api_commands.add_commands(commands, ready_file=DEFAULT_READY_FILE)
+    admin = commands.add_parser("admin", help="tenants, API tokens and the audit trail (operators)").add_subparsers(
         dest="resource", metavar="RESOURCE", required=True
     )
     common = [_target_options()]
@@ -439,11 +455,15 @@ def _fail(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on a usage error
+    if args.group != "admin":
+        return api_commands.run(args)
     if args.stack_name is None and (args.region or args.profile):
         parser.error("--region and --profile go with --stack-name")
     from botocore.exceptions import BotoCoreError, ClientError
 
     from chorus.core.errors import ChorusError
+    from chorus_cli import target
+    from chorus_cli.target import TargetError
 
     try:
         where = (

@@ -17,9 +17,6 @@ from typing import Any
 
 import boto3
 
-from chorus_cli import REPO_ROOT
-
-DEFAULT_READY_FILE = REPO_ROOT / ".chorus-local.json"
 TABLES = {"TenantsTable": "TENANTS_TABLE", "TokensTable": "TOKENS_TABLE", "AuditTable": "AUDIT_TABLE"}
 REST_API = "ChorusApi"  # logical id; its physical id is the REST API id
 RESOURCES = {**TABLES, REST_API: "REST_API_ID"}

@@ -605,6 +605,7 @@ class Provisioner:
             "AWS::Logs::LogGroup": "LogGroupName",
             "AWS::IAM::Role": "RoleName",
             "AWS::CloudWatch::Alarm": "AlarmName",
+            "AWS::CloudWatch::Dashboard": "DashboardName",
         }.get(resource_type)
         name = self.generated_name(logical_id)
         if name_property and name_property in properties:
@@ -1589,6 +1590,7 @@ _SUPPORT: dict[str, _TypeSupport] = {
 _AWS_SIDE_ONLY: dict[str, str] = {
     "AWS::Logs::LogGroup": "logs go to the local log stream",
     "AWS::CloudWatch::Alarm": "no CloudWatch locally",
+    "AWS::CloudWatch::Dashboard": "no CloudWatch locally: the dashboard graphs metrics that only AWS collects",
     "AWS::IAM::Role": "IAM is not enforced locally",
     "AWS::IAM::Policy": "IAM is not enforced locally",
     "AWS::IAM::ManagedPolicy": "IAM is not enforced locally",

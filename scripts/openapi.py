@@ -28,7 +28,28 @@ def _resolver(function: str) -> Any:
     return module.app
 
 
+DESCRIPTION = """Submit a prediction, upload its input through a presigned S3 POST (or send small JSON
+inline), then poll, wait with `Prefer: wait`, or receive a signed webhook or an e-mail. Every
+request needs `Authorization: Bearer <token>`; every refusal is `{"error": {"code", "message"}}`.
+API Gateway answers some requests itself, on every route and in the same shape: 401, 403 (also for
+a path or method the API does not have), 413, 429 and 5xx."""
+SERVERS = [
+    {
+        "url": "https://{api}.execute-api.{region}.amazonaws.com/v1",
+        "description": "A deployed stack (stage `v1`)",
+        "variables": {"api": {"default": "abc123"}, "region": {"default": "us-east-1"}},
+    },
+    {"url": "http://127.0.0.1:3000/v1", "description": "make local"},
+]
+# The status Powertools documents on every route when it validates requests: ours answer 400 instead.
+FRAMEWORK_ONLY_STATUS = "422"
+
+
 def build() -> str:
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+    from chorus.api.responses import SERVER_ERROR
+
     merged: dict[str, Any] = {}
     for function in API_FUNCTIONS:
         document = json.loads(
@@ -36,7 +57,10 @@ def build() -> str:
                 title="Chorus",
                 version="1",
                 summary="Asynchronous inference for models and ensembles of models",
+                description=DESCRIPTION,
                 servers=[],
+                security_schemes={"bearer": HTTPBearer(description="`chr_<12 hex>_<43 characters>`, from an admin")},
+                security=[{"bearer": []}],
             )
         )
         if not merged:
@@ -47,15 +71,38 @@ def build() -> str:
         merged.setdefault("components", {}).setdefault("schemas", {}).update(
             document.get("components", {}).get("schemas", {})
         )
-    merged["servers"] = [
-        {
-            "url": "https://{api}.execute-api.{region}.amazonaws.com/v1",
-            "variables": {"api": {"default": "abc123"}, "region": {"default": "us-east-1"}},
-        },
-        {"url": "http://127.0.0.1:3000", "description": "make local"},
-    ]
+    for operations in merged["paths"].values():
+        for operation in operations.values():
+            responses = operation["responses"]
+            responses.pop(FRAMEWORK_ONLY_STATUS, None)
+            responses["5XX"] = {
+                "description": SERVER_ERROR,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+            }
+    schemas = merged["components"]["schemas"]
+    merged["components"]["schemas"] = {name: schemas[name] for name in sorted(_referenced(merged, schemas))}
+    merged["servers"] = SERVERS
     merged["paths"] = dict(sorted(merged["paths"].items()))
     return json.dumps(merged, indent=2, sort_keys=False) + "\n"
+
+
+def _referenced(document: dict[str, Any], schemas: dict[str, Any]) -> set[str]:
+    """The component schemas the paths reach, directly or through other schemas (what only the
+    dropped 422 named, Powertools' validation errors, is left out)."""
+    prefix = "#/components/schemas/"
+    found: set[str] = set()
+    pending: list[Any] = [document["paths"]]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            ref = item.get("$ref")
+            if isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix) :] not in found:
+                found.add(ref[len(prefix) :])
+                pending.append(schemas[ref[len(prefix) :]])
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chorus.api.identity import authorize
-from chorus.api.models import PredictionId, PredictionRequest
+from chorus.api.models import IdempotencyKey, PredictionId, PredictionRequest, Prefer
 from chorus.api.resolver import create_resolver, json_response
+from chorus.api.responses import CreatedPrediction, Prediction, RotatedWebhookSecret, answer, declare
 from chorus.api.views import represent
 from chorus.core import settings
 from chorus.core.clients import client
@@ -63,16 +64,63 @@ def _submit_once() -> Any:
     return submit_once
 
 
-@app.post("/predictions")
-def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response[dict[str, Any]]:
+# Where a created prediction is read, canceled and redelivered (OpenAPI links: clients and fuzzers follow them).
+_CREATED_LINKS = {
+    name: {"operationId": operation, "parameters": {"prediction_id": "$response.body#/id"}}
+    for name, operation in (
+        ("getPrediction", "getPrediction"),
+        ("cancelPrediction", "cancelPrediction"),
+        ("redeliverWebhook", "redeliverWebhook"),
+    )
+}
+_CREATED_HEADERS = {
+    "Location": {"description": "`/predictions/{id}`", "required": True, "schema": {"type": "string"}},
+    "Preference-Applied": {"description": "`wait=N` when the answer waited", "schema": {"type": "string"}},
+}
+
+
+@app.post(
+    "/predictions",
+    operation_id="createPrediction",
+    summary="Create a prediction",
+    responses=declare(
+        {
+            200: answer(
+                CreatedPrediction,
+                "Finished while `Prefer: wait` held the answer",
+                headers=_CREATED_HEADERS,
+                links=_CREATED_LINKS,
+            ),
+            202: answer(
+                CreatedPrediction,
+                "Created: upload its input (`upload`), or, inline, it runs now",
+                headers=_CREATED_HEADERS,
+                links=_CREATED_LINKS,
+            ),
+        },
+        {
+            400: "`invalid_request` (the body breaks a rule of its fields, or the body or `Idempotency-Key` is "
+            "malformed), `unknown_service`, `invalid_callback` (a webhook or e-mail the tenant does not allow)",
+            409: "`service_disabled`, `idempotency_conflict` (the key came with another body, or is in use)",
+            413: "`payload_too_large`: inline input larger than the service accepts (or the request larger than "
+            "API Gateway's 10 MB)",
+            415: "`unsupported_content_type` (the service does not accept `contentType`), "
+            "`unsupported_media_type` (the body is not sent as `application/json`)",
+        },
+    ),
+)
+def create_prediction(
+    request: Annotated[PredictionRequest, Body()],
+    idempotency_key: IdempotencyKey = None,
+    prefer: Prefer = None,
+) -> Response[dict[str, Any]]:
     caller = authorize(app.current_event.raw_event, Scope.CREATE)
-    key = app.current_event.headers.get("Idempotency-Key")  # 1-255 characters, no control ones (edge.py)
-    if key is None:
+    if idempotency_key is None:
         view = submit.submit(request, caller)
     else:
         # The key is the tenant's: the same key from two tenants names two predictions.
         submission = {
-            "key": f"{caller.tenant}:{key}",
+            "key": f"{caller.tenant}:{idempotency_key}",
             "request": request.model_dump(mode="json", by_alias=True, exclude_none=True),
             "caller": caller.model_dump(mode="json"),
         }
@@ -83,7 +131,7 @@ def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response
         except IdempotencyAlreadyInProgressError as exc:
             raise IdempotencyConflict("a request with this Idempotency-Key is still in progress; retry") from exc
     headers = {"Location": f"/predictions/{view['id']}"}
-    wait = _prefer_wait(app.current_event.headers.get("Prefer"))
+    wait = _prefer_wait(prefer)
     if wait and request.input is not None:  # an upload cannot finish while we hold the answer
         view, waited = queries.wait_for_result(caller, view["id"], wait, fallback=view)
         if waited:  # only a preference (RFC 7240): say so when it was honoured
@@ -92,20 +140,53 @@ def create_prediction(request: Annotated[PredictionRequest, Body()]) -> Response
     return json_response(200 if finished else 202, view, headers)
 
 
-@app.post("/predictions/<prediction_id>/cancel")
+@app.post(
+    "/predictions/<prediction_id>/cancel",
+    operation_id="cancelPrediction",
+    summary="Cancel a prediction",
+    responses=declare(
+        {200: answer(Prediction, "Canceled (also when it already was)")},
+        {
+            404: "`not_found`: no prediction of the caller's tenant has this id",
+            409: "`not_cancelable`: it already succeeded, failed or expired",
+        },
+    ),
+)
 def cancel_prediction(prediction_id: PredictionId) -> Response[dict[str, Any]]:
     caller = authorize(app.current_event.raw_event, Scope.CREATE)
     return json_response(200, represent(cancel.cancel(caller, prediction_id)))
 
 
-@app.post("/predictions/<prediction_id>/webhook/redeliver")
+@app.post(
+    "/predictions/<prediction_id>/webhook/redeliver",
+    operation_id="redeliverWebhook",
+    summary="Send a prediction's webhook events again",
+    responses=declare(
+        {202: answer(Prediction, "Every event the prediction reached is sent again, as a new attempt series")},
+        {
+            404: "`not_found`: no prediction of the caller's tenant has this id",
+            409: "`not_redeliverable`: it has no webhook, or has reached no event the webhook asked for",
+        },
+    ),
+)
 def redeliver_webhook(prediction_id: PredictionId) -> Response[dict[str, Any]]:
     caller = authorize(app.current_event.raw_event, Scope.CREATE)
     deliveries.redeliver(caller, prediction_id)
     return json_response(202, queries.describe(caller, prediction_id))
 
 
-@app.post("/webhooks/secret/rotate")
+@app.post(
+    "/webhooks/secret/rotate",
+    operation_id="rotateWebhookSecret",
+    summary="Rotate the tenant's webhook signing secret (scope admin)",
+    responses=declare(
+        {200: answer(RotatedWebhookSecret, "The new secret")},
+        {
+            404: "`not_found`: the caller's tenant no longer exists",
+            409: "`conflict`: another rotation changed the secret meanwhile; retry",
+        },
+    ),
+)
 def rotate_webhook_secret() -> Response[dict[str, Any]]:
     """A new webhook signing secret for the caller's tenant; the previous one keeps signing beside
     it for 24 hours (both signatures in `webhook-signature`)."""

@@ -13,6 +13,7 @@ from chorus.adapters.listings import Filters
 from chorus.api.identity import authorize
 from chorus.api.models import PREDICTION_ID_PATTERN, PredictionId
 from chorus.api.resolver import create_resolver, json_response
+from chorus.api.responses import Prediction, PredictionPage, ServiceList, WebhookSecret, answer, declare
 from chorus.core.errors import InvalidRequest
 from chorus.core.observability import logger, metrics, tracer
 from chorus.domain import queries, webhook_secrets
@@ -24,7 +25,15 @@ app = create_resolver()
 DEFAULT_LIMIT = 20
 
 
-@app.get("/predictions")
+@app.get(
+    "/predictions",
+    operation_id="listPredictions",
+    summary="List the tenant's predictions",
+    responses=declare(
+        {200: answer(PredictionPage, "A page of predictions")},
+        {400: "`invalid_request`: a parameter outside its range or format (or a body or `Idempotency-Key` refused)"},
+    ),
+)
 def list_predictions(
     limit: Annotated[
         str | None, Query(pattern=r"^(?:[1-9][0-9]?|100)$", description="1 to 100 (default 20), a plain integer")
@@ -75,13 +84,26 @@ def _moment(name: str, value: str | None) -> datetime | None:
         raise InvalidRequest(f"{name} is out of range") from None
 
 
-@app.get("/predictions/<prediction_id>")
+@app.get(
+    "/predictions/<prediction_id>",
+    operation_id="getPrediction",
+    summary="Read a prediction",
+    responses=declare(
+        {200: answer(Prediction, "The prediction (what its webhooks carry)")},
+        {404: "`not_found`: no prediction of the caller's tenant has this id"},
+    ),
+)
 def get_prediction(prediction_id: PredictionId) -> Response[dict[str, Any]]:
     caller = authorize(app.current_event.raw_event, Scope.READ)
     return json_response(200, queries.describe(caller, prediction_id))
 
 
-@app.get("/services")
+@app.get(
+    "/services",
+    operation_id="listServices",
+    summary="List the services",
+    responses=declare({200: answer(ServiceList, "Every registered service")}),
+)
 def list_services() -> Response[dict[str, Any]]:
     authorize(app.current_event.raw_event, Scope.READ)
     services = [
@@ -100,7 +122,15 @@ def list_services() -> Response[dict[str, Any]]:
     return json_response(200, {"services": services})
 
 
-@app.get("/webhooks/secret")
+@app.get(
+    "/webhooks/secret",
+    operation_id="getWebhookSecret",
+    summary="Read the tenant's webhook signing secret",
+    responses=declare(
+        {200: answer(WebhookSecret, "The secret webhooks are signed with now")},
+        {404: "`not_found`: the tenant has no webhook secret yet (rotate to issue one)"},
+    ),
+)
 def get_webhook_secret() -> Response[dict[str, Any]]:
     """The caller's tenant's webhook signing secret, `{"key": "whsec_…"}`, to verify webhooks with."""
     caller = authorize(app.current_event.raw_event, Scope.READ)

@@ -186,6 +186,19 @@ def test_metadata_number_dynamodb_cannot_store_is_400(handlers, number):
     assert_nothing_stored()
 
 
+@pytest.mark.parametrize(
+    ("metadata", "place"), [({"": 1}, "metadata:"), ({"order": {"lines": [{"": "x"}]}}, "metadata.order.lines[0]:")]
+)
+def test_metadata_with_an_empty_key_is_400(handlers, metadata, place):
+    # Given metadata with an empty key at any depth (a record holding one no longer read back: a 502
+    # on every read and listing of it, on the local stack)
+    # When it is submitted
+    result = create(handlers, {**UPLOAD, "metadata": metadata})
+    # Then it is a 400 naming the place, and nothing is stored
+    assert_refused(result, 400, "invalid_request", f"{place} an empty key cannot be stored")
+    assert_nothing_stored()
+
+
 @pytest.mark.parametrize("field", ["metadata", "input"])
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_nan_or_infinity_in_metadata_or_input_is_400(handlers, field, constant):
@@ -362,6 +375,16 @@ def test_fields_of_the_wrong_json_type_are_400(handlers, fields):
     # Given a field of the wrong JSON type
     # When it is submitted, Then it is a 400 and nothing is stored
     assert_refused(create(handlers, {**UPLOAD, **fields}), 400, "invalid_request")
+    assert_nothing_stored()
+
+
+@pytest.mark.parametrize("url", ["http://[abc/hook", "https://[::1/hook", "https://user@[2001:db8::1/hook"])
+def test_webhook_url_that_urllib_cannot_split_is_400(handlers, url):
+    # Given a webhook URL whose bracketed host is no IPv6 address (urlsplit raises: it was a 502)
+    # When it is submitted
+    result = create(handlers, {**UPLOAD, "callback": {"type": "webhook", "url": url}})
+    # Then it is a 400 saying it is not a URL, and nothing is stored
+    assert_refused(result, 400, "invalid_request", "callback.url is not a URL")
     assert_nothing_stored()
 
 

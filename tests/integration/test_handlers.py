@@ -33,7 +33,9 @@ def call(module, event):
 def post(module, body, headers=None):
     event = load_event("new_prediction_create.json")
     event["body"] = body if isinstance(body, str) else json.dumps(body)
-    event["headers"].update(headers or {})
+    for name, value in (headers or {}).items():  # in both maps, as API Gateway sends them
+        event["headers"][name] = value
+        event["multiValueHeaders"][name] = [value]
     return call(module, event)
 
 

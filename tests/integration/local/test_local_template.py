@@ -239,6 +239,7 @@ def test_product_template_functions_are_fully_resolved(product):
         "SUCCESS_TOPIC_ARN": product.ref("SuccessTopic"),
         "STATE_MACHINE_ARN_PREFIX": "arn:aws:states:us-east-1:123456789012:stateMachine:chorus-resolve-",
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "POWERTOOLS_METRICS_NAMESPACE": "Chorus/resolve",  # each stage's metrics apart
     }
     seen: set[str] = set()
     transformed = transform_template(REPO_ROOT / "template.yaml", {"Stage": "resolve"})
@@ -260,6 +261,11 @@ def test_product_template_functions_are_fully_resolved(product):
     assert notifications.maximum_retry_attempts == 2
     assert notifications.on_failure is not None
     assert notifications.on_failure.arn == product.attribute("NotificationsDLQ", "Arn")
+
+
+def test_the_dashboard_is_named_locally_but_only_aws_draws_it(product):
+    # AWS-side only (no CloudWatch locally): its Ref is its name, as in AWS
+    assert product.ref("Dashboard") == "chorus-resolve"
 
 
 def test_product_template_event_sources_and_api(product):

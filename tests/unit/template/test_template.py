@@ -58,7 +58,8 @@ __all__ = ["TEMPLATE", "WILDCARD_EXCEPTIONS", "as_list"]  # shared with test_tra
 # Environment every function shares; anything else is set per function.
 GLOBAL_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "chorus",
-    "POWERTOOLS_METRICS_NAMESPACE": "Chorus",
+    # One namespace per stage, so each stage's dashboard and alarms see only its own metrics.
+    "POWERTOOLS_METRICS_NAMESPACE": {"Fn::Sub": "Chorus/${Stage}"},
     "LOG_LEVEL": "INFO",
 }
 
@@ -870,7 +871,7 @@ def fires_on_the_first(alarm: dict[str, Any]) -> bool:
 # Functions whose Errors alarm is metric math: (errors) - (the expected errors the code counts).
 EXPECTED_ERRORS = {
     # A refused token raises "Unauthorized" (API Gateway's 401 contract); Lambda counts it as an error.
-    "AuthorizerFunction": ("Chorus", "TokensRefused"),
+    "AuthorizerFunction": ({"Fn::Sub": "Chorus/${Stage}"}, "TokensRefused"),
 }
 
 
@@ -949,6 +950,36 @@ def test_every_dead_letter_queue_has_a_depth_and_an_age_alarm(template: dict[str
         retention = int(template["Resources"][name]["Properties"]["MessageRetentionPeriod"])
         assert 0 < float(alarms(template)[age]["Threshold"]) <= retention / 2, age
         assert alarms(template)[age]["ComparisonOperator"] == "GreaterThanThreshold", age
+
+
+# Queues a function consumes whose oldest message's age is alarmed, with the threshold's reason;
+# the others, with why not.
+QUEUE_AGE_ALARMS = {
+    "UploadQueue": 900,  # an input waiting 15 minutes: a backlog, or a message failing and retried
+    "DeliveryQueue": 1800,  # attempts wait up to 15 minutes by design (the retry schedule)
+}
+NO_QUEUE_AGE_ALARM = {
+    # Its messages wait for their deadlines by design (delayed, re-queued every 15 minutes); one that
+    # fails five times reaches UploadDLQ, which is alarmed.
+    "DeadlineQueue",
+}
+
+
+def test_every_consumed_queue_has_an_age_alarm_or_a_reason_not_to(template: dict[str, Any]) -> None:
+    dlqs = dead_letter_queues(template)
+    consumed = {queue for _, queue in queue_consumers()} - dlqs
+    assert consumed == set(QUEUE_AGE_ALARMS) | NO_QUEUE_AGE_ALARM
+    for name, threshold in QUEUE_AGE_ALARMS.items():
+        value = {"Fn::GetAtt": [name, "QueueName"]}
+        (age,) = alarms_on(template, "AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", value)
+        alarm = alarms(template)[age]
+        assert (alarm["Statistic"], float(alarm["Threshold"])) == ("Maximum", threshold), age
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold", age
+        # well before SQS would drop the message
+        assert threshold <= int(template["Resources"][name]["Properties"]["MessageRetentionPeriod"]) / 2, age
+    for name in NO_QUEUE_AGE_ALARM:
+        value = {"Fn::GetAtt": [name, "QueueName"]}
+        assert alarms_on(template, "AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", value) == [], name
 
 
 def test_the_api_has_a_5xx_alarm(template: dict[str, Any]) -> None:
@@ -1640,7 +1671,9 @@ def test_every_name_pattern_built_from_the_stage_continues_with_a_hyphen(templat
     assert checked, "no name built from chorus-${Stage} found"
     for text in checked:
         assert re.search(r"chorus-\$\{Stage\}(?!-)", text) is None, text
-    for text in sub_strings(template["Resources"]):
+    # The dashboard's body is one JSON text: test_dashboard.py checks its names value by value.
+    resources = {name: r for name, r in template["Resources"].items() if r["Type"] != "AWS::CloudWatch::Dashboard"}
+    for text in sub_strings(resources):
         for match in re.finditer(r"chorus-\$\{Stage\}(?!-)", text):
             assert match.end() == len(text) and "*" not in text, f"{text!r} uses chorus-${{Stage}} as a prefix"
 

@@ -128,13 +128,17 @@ def parse(text: str) -> Any:
 
 
 NumberRule = Callable[[int | float], str | None]
+KeyRule = Callable[[str], str | None]
 
 
-def json_problem(value: Any, *, max_depth: int, root: str = "", number: NumberRule | None = None) -> str | None:
+def json_problem(
+    value: Any, *, max_depth: int, root: str = "", number: NumberRule | None = None, key: KeyRule | None = None
+) -> str | None:
     """The first thing in a JSON value that must be refused, as a message naming its place (paths
     start at `root`: "" for the whole body, "metadata" for that field); None when there is none.
     Refused: nesting deeper than `max_depth` containers (the value itself counts as one), a lone
-    surrogate in a string or key, NaN or ±Infinity, and any number `number` finds a problem in."""
+    surrogate in a string or key, NaN or ±Infinity, any number `number` finds a problem in and any
+    object key `key` finds one in."""
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
     while stack:
         item, place, level = stack.pop()
@@ -142,10 +146,12 @@ def json_problem(value: Any, *, max_depth: int, root: str = "", number: NumberRu
             if level + 1 > max_depth:
                 return f"{_name(root, '')} is nested more than {max_depth} levels deep"
             entries = item.items() if isinstance(item, dict) else enumerate(item)
-            for key, child in entries:
-                if isinstance(key, str) and not _is_unicode(key):
+            for name, child in entries:
+                if isinstance(name, str) and not _is_unicode(name):
                     return f"{_name(root, place)}: a key holds a lone surrogate, which is not Unicode text"
-                stack.append((child, _child(place, key), level + 1))
+                if key is not None and isinstance(name, str) and (problem := key(name)) is not None:
+                    return f"{_name(root, place)}: {problem}"
+                stack.append((child, _child(place, name), level + 1))
         elif isinstance(item, str):
             if not _is_unicode(item):
                 return f"{_name(root, place)}: holds a lone surrogate, which is not Unicode text"

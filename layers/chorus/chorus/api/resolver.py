@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chorus.api.edge import UnsupportedMediaType, screen
 from chorus.api.identity import caller_from_event
-from chorus.api.models import error_body
+from chorus.api.responses import error_body
 from chorus.core.errors import ChorusError
 from chorus.core.observability import logger
 

@@ -1,8 +1,21 @@
-"""Logger, metrics and tracer shared by every function (one service name, one namespace)."""
+"""Logger, metrics and tracer shared by every function (one service name, one namespace).
+
+Metrics are CloudWatch embedded metric format (EMF): log lines, no AWS call. `metrics` is the
+handler's instance, flushed by `@metrics.log_metrics`, whose one dimension is Powertools' `service`
+(the application, `chorus`). A metric about one registered service goes through `per_service`
+instead: its own EMF line whose `service` dimension is the registered service (and `step`, for an
+ensemble's step), so that dimension never leaks onto the handler's other metrics. The names and
+dimensions are listed in docs/metrics.md.
+"""
+
+from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics
 
 logger = Logger()
 metrics = Metrics()
@@ -10,3 +23,18 @@ tracer = Tracer()
 
 # A request that records no business metric is normal (a GET, a duplicate event): no warning.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+
+@contextmanager
+def per_service(service: str, step: str | None = None) -> Iterator[EphemeralMetrics]:
+    """Metrics with the dimensions `service` (and `step`), published as one EMF line on exit.
+
+    An isolated Powertools metrics instance (not the handler's shared one), so its dimensions apply
+    to exactly the metrics added inside the block."""
+    scoped = EphemeralMetrics()
+    scoped.add_dimension(name="service", value=service)
+    if step is not None:
+        scoped.add_dimension(name="step", value=step)
+    yield scoped
+    if scoped.metric_set:
+        scoped.flush_metrics()

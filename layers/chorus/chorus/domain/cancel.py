@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chorus.adapters import executions, predictions
 from chorus.core.errors import NotCancelable
-from chorus.domain import callbacks
+from chorus.domain import callbacks, measures
 from chorus.model.records import CallbackEvent, ErrorDetail, PredictionRecord, Status
 from chorus.model.tenancy import Caller
 
@@ -31,6 +31,7 @@ def cancel_tree(record: PredictionRecord, error: ErrorDetail | None = None) -> P
     canceled = predictions.finish(record.id, Status.CANCELED, error=error)
     if canceled is None:
         return None
+    measures.finished(canceled)
     if canceled.execution_arn:
         executions.stop(canceled.execution_arn, "prediction canceled")
     for child in predictions.children(record.id):

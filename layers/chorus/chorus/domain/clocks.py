@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from chorus.adapters import predictions, queues
 from chorus.core.clock import iso, utcnow
 from chorus.core.observability import logger
-from chorus.domain import callbacks
+from chorus.domain import callbacks, measures
 from chorus.domain.cancel import cancel_tree
 from chorus.domain.submit import UPLOAD_GRACE
 from chorus.model.records import CallbackEvent, ErrorDetail, PredictionRecord, Status
@@ -55,6 +55,8 @@ def enforce(record: PredictionRecord) -> PredictionRecord | None:
     if reason == "expired":
         error = ErrorDetail(code="expired", message="no input arrived before the upload URL expired")
         finished = predictions.finish(record.id, Status.EXPIRED, error=error)
+        if finished is not None:
+            measures.finished(finished)
     elif reason == "deadline":
         message = f"the prediction did not finish by its deadline ({iso(record.deadline_at)})"
         finished = cancel_tree(record, ErrorDetail(code="deadline_exceeded", message=message))
@@ -62,6 +64,8 @@ def enforce(record: PredictionRecord) -> PredictionRecord | None:
         seconds = (record.run_deadline_at - record.started_at).total_seconds() if record.started_at else 0  # type: ignore[operator]
         message = f"no result from {record.service} within {seconds:.0f} s of dispatch"
         finished = predictions.finish(record.id, Status.FAILED, error=ErrorDetail(code="timed_out", message=message))
+        if finished is not None:
+            measures.finished(finished)
     else:
         return None
     if finished is not None:

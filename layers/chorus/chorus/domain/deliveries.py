@@ -41,6 +41,13 @@ from chorus.model.tenancy import Caller, Tenant
 LEASE_SLACK = timedelta(seconds=30)
 # SES answers these when the message itself is unacceptable: retrying cannot help.
 FINAL_EMAIL_ERRORS = frozenset({"MessageRejected", "MailFromDomainNotVerifiedException", "InvalidParameterValue"})
+# The count each attempt's outcome adds to (docs/metrics.md).
+ATTEMPT_METRICS = {
+    Outcome.DELIVERED: "CallbackDelivered",
+    Outcome.RETRY: "CallbackRetry",
+    Outcome.GONE: "CallbackGone",
+    Outcome.REJECTED: "CallbackRejected",
+}
 
 
 def attempt(request: DeliveryRequest) -> None:
@@ -137,7 +144,7 @@ def _record(request: DeliveryRequest, result: Attempt, delays: tuple[int, ...]) 
         "callback attempt",
         extra={**_context(request), "outcome": result.outcome.value, "detail": result.detail, "status": status},
     )
-    metrics.add_metric(name=f"Callback{result.outcome.value.title()}", unit="Count", value=1)
+    metrics.add_metric(name=ATTEMPT_METRICS[result.outcome], unit="Count", value=1)
     if next_at is not None:
         queues.schedule_delivery(
             request.prediction_id, request.event, request.series, request.attempt + 1, next_at, request.step_id

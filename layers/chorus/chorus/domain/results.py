@@ -7,8 +7,8 @@ import contextlib
 import json
 
 from chorus.adapters import predictions
-from chorus.core.observability import logger, metrics
-from chorus.domain import callbacks
+from chorus.core.observability import logger
+from chorus.domain import callbacks, measures
 from chorus.events.sagemaker import InferenceResult
 from chorus.model.records import CallbackEvent, ErrorDetail, PredictionRecord, Status
 
@@ -38,7 +38,7 @@ def record_result(result: InferenceResult) -> None:
         logger.info("duplicate or late result ignored", extra={"prediction_id": current.id, "status": current.status})
         updated = current
     else:
-        metrics.add_metric(name=f"Predictions{updated.status.value.title()}", unit="Count", value=1)
+        measures.finished(updated)
     if updated.status.terminal:
         callbacks.announce(updated, CallbackEvent.COMPLETED)
 
@@ -62,6 +62,7 @@ def fail(prediction_id: str, error: ErrorDetail) -> None:
     failed = predictions.finish(prediction_id, Status.FAILED, error=error)
     if failed is not None:
         logger.info("prediction failed", extra={"prediction_id": prediction_id, "code": error.code})
+        measures.finished(failed)
     current = failed or predictions.find(prediction_id)
     if current is not None and current.status.terminal:
         callbacks.announce(current, CallbackEvent.COMPLETED)

@@ -25,7 +25,7 @@ from chorus.adapters import payloads, predictions
 from chorus.core.clock import utcnow
 from chorus.core.errors import InvalidInput, StepCanceled
 from chorus.core.observability import logger
-from chorus.domain import callbacks, dispatch
+from chorus.domain import callbacks, dispatch, measures
 from chorus.domain.submit import new_child_salt
 from chorus.events.models import FanOutOutcome, StepInvocation, StepLocation
 from chorus.model import expressions
@@ -239,6 +239,7 @@ def _child(
         content_type=JSON,
         callback=callback,
         parent_id=parent.id,
+        parent_service=parent.service,
         step_name=step.name,
         item_index=invocation.item,
         attempt=invocation.attempt or None,
@@ -253,6 +254,8 @@ def _finish_at_once(child: PredictionRecord) -> dict[str, Any]:
     """A step that needs no model (skipped, or a rule): stored finished, its task resumed now."""
     if not predictions.create(child):  # a concurrent attempt created it first: resume that one
         return _resume(predictions.get(child.id), child.callback)  # type: ignore[arg-type]
+    measures.submitted(child)
+    measures.finished(child)
     logger.info(
         "step finished at once",
         extra={"prediction_id": child.parent_id, "step": child.step_name, "status": child.status.value},
@@ -316,6 +319,7 @@ def _start_model(
     created = predictions.create(child.model_copy(update={"input": location, "content_type": location.content_type}))
     if not created:  # a concurrent attempt created it first: make sure our token is the one resumed
         return _resume(predictions.get(child.id), child.callback)  # type: ignore[arg-type]
+    measures.submitted(child)
     logger.info("step started", extra={"prediction_id": child.parent_id, "step": child.step_name, "child_id": child.id})
     dispatch.start(child.id, location, size)
     return {"childId": child.id}
@@ -362,12 +366,15 @@ def expand_items(invocation: StepInvocation) -> dict[str, Any]:
                 completed_at=now,
                 content_type=JSON,
                 parent_id=parent.id,
+                parent_service=parent.service,
                 step_name=step.name,
                 decision=decision,
                 metadata={},
                 ttl=predictions.record_ttl(now),
             )
-            predictions.create(skipped)  # False: a repeated invocation already recorded it
+            if predictions.create(skipped):  # False: a repeated invocation already recorded it
+                measures.submitted(skipped)
+                measures.finished(skipped)
             return {"items": [], "skipped": True}
     try:
         items = sources.scope.value(step.for_each or "", required=False)

@@ -19,7 +19,7 @@ from chorus.api.views import represent
 from chorus.core import settings
 from chorus.core.clock import iso, utcnow
 from chorus.core.errors import InvalidCallback, InvalidRequest, PayloadTooLarge, UnsupportedContentType, WebhookRefused
-from chorus.core.observability import metrics
+from chorus.domain import measures
 from chorus.model.content import JSON, normalize
 from chorus.model.records import Callback, EmailCallback, PredictionRecord, Status, WebhookCallback
 from chorus.model.registry import ServiceDefinition, get_registry
@@ -68,7 +68,7 @@ def submit(request: PredictionRequest, caller: Caller, prediction_id: str | None
         ttl=predictions.record_ttl(now),
     )
     predictions.create(record)
-    metrics.add_metric(name="PredictionsSubmitted", unit="Count", value=1)
+    measures.submitted(record)
     if record.deadline_at is not None:
         queues.schedule_deadline(record.id, record.deadline_at)
     if inline:

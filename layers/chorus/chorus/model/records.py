@@ -176,6 +176,8 @@ class PredictionRecord(BaseModel):
     deliveries: dict[str, Delivery] = {}  # by delivery_key
     parent_id: str | None = Field(default=None, alias="parentId")
     step_name: str | None = Field(default=None, alias="stepName")
+    # A step's ensemble (the parent's service): the `service` its metrics are counted under.
+    parent_service: str | None = Field(default=None, alias="parentService")
     item_index: int | None = Field(default=None, alias="itemIndex")  # the item of a fanned-out step
     attempt: int | None = None  # the retry of a step (absent: the first attempt)
     # Why a step ran as it did (the audit trail): the condition and the values it read, the rule

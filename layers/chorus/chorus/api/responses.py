@@ -1,0 +1,259 @@
+"""What the REST API answers (v1), for its OpenAPI document (docs/openapi.json): the bodies, as
+pydantic models, and every status each route can answer, as Powertools' `responses` of the route
+decorators (`declare`).
+
+The handlers keep returning the dicts that views.py and the domain build; these models describe
+them (tests/unit/test_openapi.py validates real representations against the document, allowing no
+undeclared field, and the schema fuzzer checks live answers). A field the API omits when it has
+no value is optional here; one it always sends, possibly as null, is required and nullable.
+
+Besides each route's own answers, every route can be answered by API Gateway before any function
+runs (401, 403, 413, 429 and 5xx, in the error shape through the template's GatewayResponses) and
+by the edge screening of every request (400, 415: api/edge.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic.alias_generators import to_camel
+
+from chorus.model.records import DeliveryStatus, Kind, Status
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class ErrorBody(_Answer):
+    code: str = Field(description="Stable and machine-readable, e.g. `not_found`, `invalid_request`")
+    message: str = Field(description="What went wrong and what to fix, for a person")
+
+
+class ErrorResponse(_Answer):
+    """Every refusal, from a function or from API Gateway itself."""
+
+    error: ErrorBody
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+# -- a prediction --------------------------------------------------------------------------------
+
+
+class Metrics(_Answer):
+    """Seconds, each present once measured."""
+
+    wait_seconds: float | None = Field(None, description="From the input's arrival to dispatch")
+    run_seconds: float | None = Field(None, description="From dispatch to the result")
+    total_seconds: float | None = Field(None, description="From submission to the result")
+
+
+class Output(_Answer):
+    url: str = Field(description="A presigned GET of the output; needs no token")
+    content_type: str
+    expires_at: datetime = Field(description="When `url` stops working; read the prediction again for a new one")
+
+
+class Delivery(_Answer):
+    """The callback's delivery of the latest event the prediction reached."""
+
+    event: Literal["start", "completed"]
+    status: DeliveryStatus
+    attempts: int
+    last_attempt_at: datetime | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = Field(None, description="While `pending`, when the next attempt is due")
+
+
+class ItemError(_Answer):
+    item: int = Field(description="The failed item's index in the step's list")
+    code: str
+    message: str
+
+
+StepStatus = Literal[
+    "pending",  # the ensemble has not reached it yet
+    "not_run",  # the ensemble finished without it
+    "awaiting_input",
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "canceled",
+    "expired",
+    "skipped",  # its `when` condition was false
+]
+
+
+class Step(_Answer):
+    """One declared step of an ensemble, in declaration order. A step that ran has `id` (a
+    fanned-out one `ids`, `items`, `failedItems` and `itemErrors` instead); one that has not has
+    only `name`, `kind`, `service` and `status`."""
+
+    name: str
+    kind: Kind
+    service: str | None = Field(description="The model or ensemble it runs; null for a rule step")
+    status: StepStatus
+    id: str | None = Field(None, description="The step's own prediction (`GET /predictions/{id}`)")
+    ids: list[str] | None = Field(None, description="A fanned-out step's item predictions, in item order")
+    items: int | None = Field(None, description="A fanned-out step's number of items")
+    failed_items: int | None = None
+    item_errors: list[ItemError] | None = Field(None, description="The first 10 failed items' errors")
+    attempts: int | None = Field(None, description="Present when the step was retried")
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_seconds: float | None = None
+    error: ErrorBody | None = None
+    decision: dict[str, JsonValue] | None = Field(
+        None, description="Why it ran as it did: the condition and the values it read, the rule case that matched"
+    )
+
+
+class PredictionSummary(_Answer):
+    """A prediction in a listing (`GET /predictions`): its representation without `output`,
+    `steps` and the callback's delivery."""
+
+    id: str
+    service: str
+    kind: Kind = Field(description="`rule` only for an ensemble's rule step")
+    status: Status
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    deadline_at: datetime | None = Field(None, description="Present when the request set `deadlineSeconds`")
+    metadata: dict[str, JsonValue] = Field(description="As the request gave it")
+    metrics: Metrics
+    parent_id: str | None = Field(None, description="An ensemble step's ensemble prediction")
+    step_name: str | None = Field(None, description="An ensemble step's name (with `parentId`)")
+    error: ErrorBody | None = Field(None, description="Why it failed, was canceled or expired")
+
+
+class Prediction(PredictionSummary):
+    """`GET /predictions/{id}`, and the body of every webhook and e-mail."""
+
+    output: Output | None = Field(None, description="On success")
+    webhook: Delivery | None = Field(None, description="With a webhook callback, once an event it asked for is due")
+    email: Delivery | None = Field(None, description="With an e-mail callback, once the prediction finished")
+    steps: list[Step] | None = Field(None, description="An ensemble's steps")
+
+
+class Upload(_Answer):
+    """A presigned S3 POST: send every field of `fields`, then the file, as multipart/form-data."""
+
+    url: str
+    method: Literal["POST"]
+    fields: dict[str, str]
+    expires_at: datetime
+    max_bytes: int
+    content_type: str
+
+
+class CreatedPrediction(Prediction):
+    """The answer to `POST /predictions`: the prediction, and where to upload its input."""
+
+    upload: Upload | None = Field(None, description="Present unless the request gave `input` inline")
+
+
+class PredictionPage(_Answer):
+    predictions: list[PredictionSummary] = Field(description="Newest first (an ensemble's steps in step order)")
+    next_cursor: str | None = Field(description="`cursor` for the next page; null on the last")
+
+
+# -- the rest ------------------------------------------------------------------------------------
+
+
+class ServiceStep(_Answer):
+    name: str
+    service: str | None = Field(description="null for a rule step")
+
+
+class Service(_Answer):
+    name: str
+    kind: Literal["model", "ensemble"]
+    description: str
+    enabled: bool
+    content_types: list[str] = Field(description="Accepted input content types; the first is the default")
+    max_input_bytes: int
+    timeout_seconds: int
+    steps: list[ServiceStep] | None = Field(None, description="An ensemble's steps")
+
+
+class ServiceList(_Answer):
+    services: list[Service]
+
+
+class WebhookSecret(_Answer):
+    key: str = Field(description="`whsec_…`, the Standard Webhooks signing secret")
+
+
+class RotatedWebhookSecret(WebhookSecret):
+    previous_key_expires_at: datetime | None = Field(
+        description="Until then the previous secret signs too (null when there was none)"
+    )
+
+
+# -- statuses ------------------------------------------------------------------------------------
+
+# Every route, before or around its own logic: the edge screening (400, 415) and API Gateway.
+COMMON_ERRORS: dict[int, str] = {
+    400: "`invalid_request`: a body that is not UTF-8 or not strict JSON, or a malformed `Idempotency-Key`",
+    401: "`unauthorized`: no bearer token, or a malformed, unknown, expired or revoked one (API Gateway)",
+    403: (
+        "`forbidden`: the token lacks the route's scope, or its tenant has no usage plan yet (API Gateway); "
+        "also API Gateway's answer to a path or method the API does not have"
+    ),
+    413: "`REQUEST_TOO_LARGE`: the request is larger than API Gateway's 10 MB",
+    415: "`unsupported_media_type`: a body sent as anything but `application/json`",
+    429: (
+        "`rate_limited` (the tenant's rate or the stage's) or `quota_exceeded` (its daily quota): "
+        "retry after `Retry-After` seconds (API Gateway)"
+    ),
+}
+# Every route, as the OpenAPI range `5XX` (scripts/openapi.py adds it: Powertools takes integer statuses).
+SERVER_ERROR = (
+    "`authorizer_failure` (500), a function error (502) or timeout (504), in the error shape (API Gateway); retry"
+)
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "`Bearer` (API Gateway)", "schema": {"type": "string"}}},
+    429: {
+        "Retry-After": {
+            "description": "Seconds: 1 over a rate, 3600 over a quota",
+            "required": True,
+            "schema": {"type": "integer"},
+        }
+    },
+}
+
+
+def answer(
+    model: type[BaseModel],
+    description: str,
+    *,
+    headers: Mapping[str, Any] | None = None,
+    links: Mapping[str, Any] | None = None,
+) -> OpenAPIResponse:
+    """A success answer of `model` as JSON, with its response headers and OpenAPI links."""
+    declared: dict[str, Any] = {"description": description, "content": {"application/json": {"model": model}}}
+    if headers:
+        declared["headers"] = dict(headers)
+    if links:
+        declared["links"] = dict(links)
+    return cast(OpenAPIResponse, declared)
+
+
+def declare(
+    answers: Mapping[int, OpenAPIResponse], errors: Mapping[int, str] | None = None
+) -> dict[int, OpenAPIResponse]:
+    """Powertools' `responses` for a route: its `answers`, its own `errors` (status → description;
+    one of COMMON_ERRORS' statuses here replaces that description) and every route's."""
+    declared = dict(answers)
+    for status, description in sorted({**COMMON_ERRORS, **(errors or {})}.items()):
+        declared[status] = answer(ErrorResponse, description, headers=_HEADERS.get(status))
+    return declared
