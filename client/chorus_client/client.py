@@ -47,7 +47,7 @@ from chorus_client.models import (
     WebhookSecret,
 )
 from chorus_client.transport import OnRetry, RetryPolicy, Timeouts, Transport
-from chorus_client.uploads import FormBody, Payload, PayloadProblem
+from chorus_client.uploads import FormBody, Payload
 
 MAX_PREFER_WAIT = 25  # seconds: the API holds an answer at most this long (API Gateway ends requests at 29 s)
 FIRST_POLL = 0.2  # seconds
@@ -209,7 +209,7 @@ class Client:
             idempotency_key=idempotency_key,
         )
         if _is_file(file_or_input):
-            payload = Payload.of(file_or_input)  # a missing file fails here, before anything is created
+            payload = Payload.of(file_or_input).check()  # a missing or empty file fails before anything is created
             created = self.create(service, content_type=content_type or payload.content_type, **options)
             if on_update is not None:
                 on_update(created)
@@ -370,7 +370,7 @@ class Client:
         try:
             payload.check(upload.max_bytes)
             response = self._http.presigned(upload.method, upload.url, partial(_post_form, upload, payload))
-        except (PayloadProblem, ChorusClientError) as exc:
+        except ChorusClientError as exc:  # too large, or no answer from S3 after the retries
             self._cancel_quietly(prediction_id)
             raise UploadError(prediction_id, str(exc)) from exc
         if not response.ok:

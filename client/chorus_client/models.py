@@ -9,12 +9,20 @@ leniently: a field the API adds later is kept (`model_extra`, and in `to_json()`
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PlainSerializer
 from pydantic.alias_generators import to_camel
+
+
+def _iso(moment: datetime) -> str:
+    """As the API writes a moment: UTC, milliseconds, `Z` (2026-11-22T03:10:07.000Z)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+Moment = Annotated[datetime, PlainSerializer(_iso, return_type=str, when_used="json")]
 
 
 class _Document(BaseModel):
@@ -96,7 +104,7 @@ class Output(_Document):
 
     url: str
     content_type: str
-    expires_at: datetime
+    expires_at: Moment
 
 
 class DeliveryStatus(StrEnum):
@@ -112,9 +120,9 @@ class Delivery(_Document):
     event: Literal["start", "completed"]
     status: DeliveryStatus
     attempts: int
-    last_attempt_at: datetime | None = None
+    last_attempt_at: Moment | None = None
     last_error: str | None = None
-    next_attempt_at: datetime | None = None
+    next_attempt_at: Moment | None = None
 
 
 class ItemError(_Document):
@@ -137,8 +145,8 @@ class Step(_Document):
     items: int | None = None
     failed_items: int | None = None
     item_errors: list[ItemError] | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    started_at: Moment | None = None
+    completed_at: Moment | None = None
     duration_seconds: float | None = None
     attempts: int | None = None
     error: ErrorDetail | None = None
@@ -153,13 +161,13 @@ class PredictionSummary(_Document):
     service: str
     kind: Literal["model", "ensemble", "rule"]
     status: Status
-    created_at: datetime
-    updated_at: datetime | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    created_at: Moment
+    updated_at: Moment | None = None
+    started_at: Moment | None = None
+    completed_at: Moment | None = None
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     metrics: Metrics = Field(default_factory=Metrics)
-    deadline_at: datetime | None = None
+    deadline_at: Moment | None = None
     parent_id: str | None = None  # for an ensemble's step
     step_name: str | None = None
     error: ErrorDetail | None = None  # once failed, canceled or expired
@@ -193,7 +201,7 @@ class Upload(_Document):
     url: str
     method: Literal["POST"] = "POST"
     fields: dict[str, str]
-    expires_at: datetime
+    expires_at: Moment
     max_bytes: int
     content_type: str
 
@@ -242,7 +250,7 @@ class WebhookSecret(_Document):
 class RotatedWebhookSecret(WebhookSecret):
     """`POST /webhooks/secret/rotate`: the new secret; the previous one signs beside it until then."""
 
-    previous_key_expires_at: datetime | None = None
+    previous_key_expires_at: Moment | None = None
 
 
 # --- what the client sends -------------------------------------------------------------------------

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from chorus_client.errors import ChorusClientError
 
-class PayloadProblem(ValueError):
+
+class PayloadProblem(ChorusClientError):
     """The file cannot be sent: empty, or larger than the service accepts."""
 
 
@@ -50,11 +52,12 @@ class Payload:
         data = value.read()
         return cls(name, len(data), guessed, data=data)
 
-    def check(self, max_bytes: int) -> None:
+    def check(self, max_bytes: int | None = None) -> Payload:
         if self.size == 0:
             raise PayloadProblem(f"{self.name} is empty")
-        if self.size > max_bytes:
+        if max_bytes is not None and self.size > max_bytes:
             raise PayloadProblem(f"{self.name} is {self.size} bytes; the service accepts at most {max_bytes}")
+        return self
 
     @contextmanager
     def opened(self) -> Iterator[IO[bytes]]:

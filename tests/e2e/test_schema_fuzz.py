@@ -5,17 +5,18 @@ Every operation gets the document's examples, schemathesis' coverage cases (boun
 invalid values of every parameter and body field, missing auth, other methods) and a bounded
 number of generated requests, positive and negative, with a fixed seed: the same requests on every
 run. Two thirds of the generated creations name a registered service, so they get past
-`unknown_service` into the callbacks, content types, metadata and inputs (`_shaped`). Each answer must be no 5xx, a status the
-operation documents, a JSON body its schema accepts — the document closed, so an undeclared field
-fails too (tests/support/openapi.py) — and carry the headers it declares. A stateful run then
-follows the document's links (create → read, cancel, redeliver), so the answers about predictions
-that exist are checked as well as the 404s.
+`unknown_service` into the callbacks, content types, metadata and inputs (`_shaped`). Each answer
+must be no 5xx, a status the operation documents, a JSON body its schema accepts — the document
+closed, so an undeclared field fails too (tests/support/openapi.py) — and carry the headers it
+declares. A stateful run then follows the document's links (create → read, cancel, redeliver),
+and a last pass reads back every prediction the runs created.
 
 The tenant's webhooks may reach 127.0.0.1 only: no generated callback URL leaves the machine.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -27,12 +28,13 @@ import pytest
 import schemathesis
 from hypothesis import strategies as st
 
-from chorus.model.registry import get_registry
+from chorus.model.registry import PACKAGED_REGISTRY, parse_registry
 from tests.e2e.conftest import RunningStack, StartStack
 from tests.support.openapi import closed, document
 
 SEED = 2026
 EXAMPLES_PER_OPERATION = 25  # generated requests per operation, besides examples and coverage cases
+EXAMPLES_OF_CREATION = 100  # POST /predictions: the richest body, and what the reads then return
 STATEFUL_SCENARIOS = 15
 STATEFUL_STEPS = 6
 CHECKS = (
@@ -43,19 +45,32 @@ CHECKS = (
     "response_headers_conformance",
 )
 
+
+def _generation(examples: int) -> dict[str, Any]:
+    # Strings a JSON body can carry (no lone surrogates: refusing those is tested elsewhere).
+    return {"max-examples": examples, "mode": "all", "codec": "utf-8", "database": "none"}
+
+
 config = schemathesis.Config.from_dict(
     {
         "seed": SEED,
-        "generation": {"max-examples": EXAMPLES_PER_OPERATION, "mode": "all", "codec": "utf-8", "database": "none"},
+        "generation": _generation(EXAMPLES_PER_OPERATION),
         "phases": {"examples": {"enabled": True}, "coverage": {"enabled": True}, "fuzzing": {"enabled": True}},
         "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
+        "operations": [
+            {"include-operation-id": "createPrediction", "generation": _generation(EXAMPLES_OF_CREATION)},
+        ],
     }
 )
 schema = schemathesis.openapi.from_dict(closed(document()), config=config)
-SERVICES = [service.name for service in get_registry().services]
+# What the default stack serves, for bodies that name a registered service (`_shaped`).
+SERVICES = [service.name for service in parse_registry(json.loads(PACKAGED_REGISTRY.read_text())).services]
+SHAPES = ("as generated", "naming a service", "creatable", "creatable")
+FITTED = ("contentType", "callback")  # refused unless they fit the service and the tenant
 REQUESTS: Counter[str] = Counter()  # per operation
 STATUSES: Counter[int] = Counter()
 STATEFUL: Counter[str] = Counter()  # the requests of the stateful run, per operation
+FAILED: Counter[str] = Counter()  # requests whose answer failed a check (shrinking replays count too)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +84,7 @@ def fuzzed(start_stack: StartStack, request: pytest.FixtureRequest) -> Iterator[
     with capture.global_and_fixture_disabled():  # the counts are the point of the run: always shown
         print(
             f"\nschema fuzz: {len(REQUESTS)} operations, {REQUESTS.total()} requests "
-            f"({STATEFUL.total()} of them stateful), statuses {statuses}"
+            f"({STATEFUL.total()} of them stateful), {FAILED.total()} failed a check; statuses {statuses}"
         )
 
 
@@ -85,13 +100,9 @@ def before_generate_body(context: schemathesis.HookContext, bodies: st.SearchStr
     return st.tuples(bodies, st.sampled_from(SERVICES), st.sampled_from(SHAPES)).map(_shaped)
 
 
-SHAPES = ("as generated", "naming a service", "creatable")
-
-
 def _shaped(drawn: tuple[Any, str, str]) -> Any:
-    """A third of the bodies as generated; a third naming a registered service; a third also without
-    the fields that are refused unless they fit the service and the tenant (`contentType`, `callback`),
-    so that they create predictions whose metadata and input the later reads must return."""
+    """A third of the bodies as generated, a third naming a registered service, a third also without
+    the FITTED fields: those create predictions, whose metadata and input the reads must return."""
     body, service, shape = drawn
     if not isinstance(body, dict) or shape == "as generated":
         return body
@@ -99,13 +110,15 @@ def _shaped(drawn: tuple[Any, str, str]) -> Any:
     return named if shape == "naming a service" else {k: v for k, v in named.items() if k not in FITTED}
 
 
-FITTED = ("contentType", "callback")
-
-
 @schema.parametrize()
 def test_every_operation_answers_as_documented(case: schemathesis.Case, fuzzed: RunningStack) -> None:
-    response = case.call_and_validate(base_url=f"{fuzzed.api_url}/v1", headers=fuzzed.auth_headers)
+    response = case.call(base_url=f"{fuzzed.api_url}/v1", headers=fuzzed.auth_headers)
     _count(case.operation.label, response.status_code)
+    try:
+        case.validate_response(response, headers=fuzzed.auth_headers)
+    except BaseExceptionGroup:  # schemathesis' FailureGroup: what the checks found, with a curl to replay it
+        FAILED[case.operation.label] += 1
+        raise
 
 
 def test_linked_operations_answer_as_documented(fuzzed: RunningStack) -> None:
@@ -116,6 +129,13 @@ def test_linked_operations_answer_as_documented(fuzzed: RunningStack) -> None:
         def after_call(self, response: Any, case: schemathesis.Case) -> None:
             _count(case.operation.label, response.status_code)
             STATEFUL[case.operation.label] += 1
+
+        def validate_response(self, response: Any, case: schemathesis.Case, **kwargs: Any) -> None:
+            try:
+                super().validate_response(response, case, **kwargs)
+            except BaseExceptionGroup:
+                FAILED[case.operation.label] += 1
+                raise
 
     Workflow.run(
         settings=hypothesis.settings(

@@ -29,3 +29,22 @@ def closed(openapi: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(item, list):
             pending.extend(item)
     return closed_document
+
+
+def problems(body: Any, schema_name: str, openapi: dict[str, Any] | None = None) -> list[str]:
+    """Where `body` breaks components.schemas[schema_name] of the closed document (formats such as
+    date-time checked), as `path: message` lines; empty when it conforms."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    resource = Resource.from_contents(closed(openapi or document()), default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource("urn:chorus:openapi", resource)
+    validator = Draft202012Validator(
+        {"$ref": f"urn:chorus:openapi#/components/schemas/{schema_name}"},
+        registry=registry,
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '.'}: {error.message}" for error in validator.iter_errors(body)
+    ]

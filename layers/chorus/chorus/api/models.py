@@ -186,7 +186,7 @@ class PredictionRequest(_Request):
             max_depth=MAX_METADATA_DEPTH,
             root="metadata",
             number=dynamodb_number_problem,
-            key=dynamodb_key_problem,
+            key=None,  # PROBE
         )
         if problem is not None:
             raise ValueError(problem)
