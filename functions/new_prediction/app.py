@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from chorus.api.identity import authorize
 from chorus.api.models import IdempotencyKey, PredictionId, PredictionRequest, Prefer
 from chorus.api.resolver import create_resolver, json_response
-from chorus.api.responses import CreatedPrediction, Prediction, RotatedWebhookSecret, answer, declare
+from chorus.api.responses import Prediction, RotatedWebhookSecret, answer, created, declare
 from chorus.api.views import represent
 from chorus.core import settings
 from chorus.core.clients import client
@@ -64,39 +64,14 @@ def _submit_once() -> Any:
     return submit_once
 
 
-# Where a created prediction is read, canceled and redelivered (OpenAPI links: clients and fuzzers follow them).
-_CREATED_LINKS = {
-    name: {"operationId": operation, "parameters": {"prediction_id": "$response.body#/id"}}
-    for name, operation in (
-        ("getPrediction", "getPrediction"),
-        ("cancelPrediction", "cancelPrediction"),
-        ("redeliverWebhook", "redeliverWebhook"),
-    )
-}
-_CREATED_HEADERS = {
-    "Location": {"description": "`/predictions/{id}`", "required": True, "schema": {"type": "string"}},
-    "Preference-Applied": {"description": "`wait=N` when the answer waited", "schema": {"type": "string"}},
-}
-
-
 @app.post(
     "/predictions",
     operation_id="createPrediction",
     summary="Create a prediction",
     responses=declare(
         {
-            200: answer(
-                CreatedPrediction,
-                "Finished while `Prefer: wait` held the answer",
-                headers=_CREATED_HEADERS,
-                links=_CREATED_LINKS,
-            ),
-            202: answer(
-                CreatedPrediction,
-                "Created: upload its input (`upload`), or, inline, it runs now",
-                headers=_CREATED_HEADERS,
-                links=_CREATED_LINKS,
-            ),
+            200: created("Finished while `Prefer: wait` held the answer"),
+            202: created("Created: upload its input (`upload`), or, inline, it runs now"),
         },
         {
             400: "`invalid_request` (the body breaks a rule of its fields, or the body or `Idempotency-Key` is "

@@ -5,7 +5,8 @@ Every operation gets the document's examples, schemathesis' coverage cases (boun
 invalid values of every parameter and body field, missing auth, other methods) and a bounded
 number of generated requests, positive and negative, with a fixed seed: the same requests on every
 run. Two thirds of the generated creations name a registered service, so they get past
-`unknown_service` into the callbacks, content types, metadata and inputs (`_shaped`). Each answer
+`unknown_service` into the callbacks, content types, metadata and inputs, and half of those create
+predictions (`_shaped`). Each answer
 must be no 5xx, a status the operation documents, a JSON body its schema accepts — the document
 closed, so an undeclared field fails too (tests/support/openapi.py) — and carry the headers it
 declares. A stateful run then follows the document's links (create → read, cancel, redeliver),
@@ -43,6 +44,7 @@ CHECKS = (
     "content_type_conformance",
     "response_schema_conformance",
     "response_headers_conformance",
+    "negative_data_rejection",
 )
 
 
@@ -65,7 +67,7 @@ config = schemathesis.Config.from_dict(
 schema = schemathesis.openapi.from_dict(closed(document()), config=config)
 # What the default stack serves, for bodies that name a registered service (`_shaped`).
 SERVICES = [service.name for service in parse_registry(json.loads(PACKAGED_REGISTRY.read_text())).services]
-SHAPES = ("as generated", "naming a service", "creatable", "creatable")
+SHAPES = ("as generated", "naming a service", "creatable")
 FITTED = ("contentType", "callback")  # refused unless they fit the service and the tenant
 REQUESTS: Counter[str] = Counter()  # per operation
 STATUSES: Counter[int] = Counter()
@@ -94,20 +96,27 @@ def _count(operation: str, status: int) -> None:
 
 
 @schema.hook
-def before_generate_body(context: schemathesis.HookContext, bodies: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+def before_generate_case(
+    context: schemathesis.HookContext, cases: st.SearchStrategy[schemathesis.Case]
+) -> st.SearchStrategy[schemathesis.Case]:
     if context.operation is None or context.operation.label != "POST /predictions":
-        return bodies
-    return st.tuples(bodies, st.sampled_from(SERVICES), st.sampled_from(SHAPES)).map(_shaped)
+        return cases
+    return st.tuples(cases, st.sampled_from(SERVICES), st.sampled_from(SHAPES)).map(_shaped)
 
 
-def _shaped(drawn: tuple[Any, str, str]) -> Any:
-    """A third of the bodies as generated, a third naming a registered service, a third also without
-    the FITTED fields: those create predictions, whose metadata and input the reads must return."""
-    body, service, shape = drawn
-    if not isinstance(body, dict) or shape == "as generated":
-        return body
-    named = {**body, "service": service}
-    return named if shape == "naming a service" else {k: v for k, v in named.items() if k not in FITTED}
+def _shaped(drawn: tuple[schemathesis.Case, str, str]) -> schemathesis.Case:
+    """A third of the creations as generated, a third naming a registered service, a third also
+    without the FITTED fields and the `Idempotency-Key` (generated keys repeat: 409s): those create
+    predictions, whose metadata and input the reads must then return."""
+    case, service, shape = drawn
+    if not isinstance(case.body, dict) or shape == "as generated":
+        return case
+    case.body = {**case.body, "service": service}
+    if shape == "creatable":
+        case.body = {name: value for name, value in case.body.items() if name not in FITTED}
+        for name in [name for name in case.headers or {} if name.lower() == "idempotency-key"]:
+            del case.headers[name]
+    return case
 
 
 @schema.parametrize()

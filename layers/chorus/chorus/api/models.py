@@ -61,7 +61,9 @@ Prefer = Annotated[
 
 
 def dynamodb_key_problem(key: str) -> str | None:
-    """Why DynamoDB cannot store a map key; None when it can (a name needs one character or more)."""
+    """Why a map key cannot be stored; None when it can. An empty one is refused: moto cannot return
+    an item holding one (every later read of it was a 5xx), and a name of one character or more is
+    what DynamoDB's attribute names need."""
     return None if key else "an empty key cannot be stored: give every key at least one character"
 
 
@@ -119,7 +121,7 @@ CallbackRequest = Annotated[WebhookCallbackRequest | EmailCallbackRequest, Field
 
 
 # A handwritten digit (8x8 pixels, 0 to 16, as the demo digits models read them): the request's example.
-EXAMPLE_DIGIT = [
+EXAMPLE_DIGIT: list[JsonValue] = [
     0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8, 8, 0,
     0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0,
 ]  # fmt: skip
@@ -186,7 +188,7 @@ class PredictionRequest(_Request):
             max_depth=MAX_METADATA_DEPTH,
             root="metadata",
             number=dynamodb_number_problem,
-            key=None,  # PROBE
+            key=dynamodb_key_problem,
         )
         if problem is not None:
             raise ValueError(problem)

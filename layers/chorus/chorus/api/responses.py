@@ -248,6 +248,23 @@ def answer(
     return cast(OpenAPIResponse, declared)
 
 
+# Where a created prediction is read, canceled and redelivered: OpenAPI links, which generated
+# clients and the fuzzer's stateful run follow.
+CREATED_LINKS = {
+    operation: {"operationId": operation, "parameters": {"prediction_id": "$response.body#/id"}}
+    for operation in ("getPrediction", "cancelPrediction", "redeliverWebhook")
+}
+CREATED_HEADERS = {
+    "Location": {"description": "`/predictions/{id}`", "required": True, "schema": {"type": "string"}},
+    "Preference-Applied": {"description": "`wait=N` when the answer waited", "schema": {"type": "string"}},
+}
+
+
+def created(description: str) -> OpenAPIResponse:
+    """An answer to `POST /predictions`."""
+    return answer(CreatedPrediction, description, headers=CREATED_HEADERS, links=CREATED_LINKS)
+
+
 def declare(
     answers: Mapping[int, OpenAPIResponse], errors: Mapping[int, str] | None = None
 ) -> dict[int, OpenAPIResponse]:
