@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 
-from benchmarks import authorizer, decisions
+from benchmarks import authorizer, capture, decisions, monitor
 from tests.e2e.client import ChorusClient, digit_pixels, digit_png
 from tests.e2e.conftest import RunningStack
 from tests.support.webhook_receiver import WebhookReceiver
@@ -164,6 +164,8 @@ def main() -> int:
             "cascade": decisions.cascade_against_ensemble(client, args.decision_samples),
             "batch": decisions.batch_latency(client),
         }
+        results["capture"] = capture.capture_latency(stack, args.samples)
+        results["monitor"] = monitor.main(100_000)
         lat = results["latency"]
         print("\nRatios")
         base = max(lat["digits-svm (sync), inline JSON"]["p50"], lat["digits-forest (async), inline JSON"]["p50"])

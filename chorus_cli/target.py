@@ -20,6 +20,8 @@ import boto3
 TABLES = {"TenantsTable": "TENANTS_TABLE", "TokensTable": "TOKENS_TABLE", "AuditTable": "AUDIT_TABLE"}
 REST_API = "ChorusApi"  # logical id; its physical id is the REST API id
 RESOURCES = {**TABLES, REST_API: "REST_API_ID"}
+# Only `chorus admin monitor` (chorus_cli/monitor.py) needs these: found when the stack has them.
+OPTIONAL_RESOURCES = {"PayloadsBucket": "PAYLOADS_BUCKET", "MonitorFunction": "MONITOR_FUNCTION"}
 LOCAL_REGION = "us-east-1"
 LOCAL_IDENTITY = "local"
 
@@ -38,8 +40,9 @@ class Target:
 def _activate(resources: dict[str, str]) -> None:
     from chorus.core import clients, settings
 
-    for logical_id, variable in RESOURCES.items():
-        os.environ[variable] = resources[logical_id]
+    for logical_id, variable in {**RESOURCES, **OPTIONAL_RESOURCES}.items():
+        if logical_id in resources:
+            os.environ[variable] = resources[logical_id]
     settings.load.cache_clear()
     clients.reset_clients()
 
@@ -70,6 +73,7 @@ def local(ready_file: Path) -> Target:
     )
     boto3.setup_default_session()
     found = {logical_id: str(resources[logical_id]) for logical_id in RESOURCES}
+    found |= {k: str(resources[k]) for k in OPTIONAL_RESOURCES if isinstance(resources.get(k), str)}
     _activate(found)
     return Target(f"local stack at {endpoint}", found, LOCAL_IDENTITY)
 
@@ -84,6 +88,12 @@ def aws(stack_name: str, region: str | None = None, profile: str | None = None) 
         found = {}
         for logical_id in RESOURCES:
             detail = cloudformation.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical_id)
+            found[logical_id] = str(detail["StackResourceDetail"]["PhysicalResourceId"])
+        for logical_id in OPTIONAL_RESOURCES:
+            try:
+                detail = cloudformation.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical_id)
+            except ClientError:
+                continue  # a stack without monitoring: only `chorus admin monitor` needs it
             found[logical_id] = str(detail["StackResourceDetail"]["PhysicalResourceId"])
         identity = str(boto3.client("sts").get_caller_identity()["Arn"])
     except ClientError as exc:

@@ -2,7 +2,8 @@
 
 Each ensemble gets a Standard state machine on its compiled definition (its role invokes only
 get-transform-call and publishes the parent's result to the encrypted result topics), a log group
-encrypted with the stack's key, and two alarms (executions failed, timed out). The block between
+encrypted with the stack's key, and two alarms (executions failed, timed out); each service that
+declares `capture` gets a drift alarm on the monitor's DriftedFeatures metric. The block between
 `BEGIN_MARKER` and the `Outputs:` section is rewritten by `python -m chorus_compiler` and checked by
 `--check` (make lint): adding an ensemble to the registry never means copying resources by hand.
 """
@@ -20,7 +21,7 @@ HEADER = """\
   # `make lint` fails when it is stale. Per ensemble: <Ensemble>StateMachine on
   # statemachines/<ensemble>.asl.json, its log group and two alarms. A nested ensemble's steps are
   # started by get-transform-call, so each role only invokes get-transform-call and publishes the
-  # parent's result.
+  # parent's result. Per service with `capture`: <Service>DriftAlarm (the monitor found drift).
 """
 
 _RESOURCES = """\
@@ -124,6 +125,28 @@ _RESOURCES = """\
       AlarmActions: [!Ref AlarmTopic]
 """
 
+_DRIFT_ALARM = """\
+  {logical}DriftAlarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmDescription: >-
+        The monitor found drift in {name}'s captured inputs or outputs: GET /services/{name}/monitoring
+        (or chorus admin monitor run {name}) names each drifted feature with its measure and threshold.
+      Namespace: !Sub Chorus/${{Stage}}
+      MetricName: DriftedFeatures
+      Dimensions:
+        - Name: service
+          Value: {name}
+      Statistic: Maximum
+      Period: 3600
+      EvaluationPeriods: 1
+      Threshold: 1
+      ComparisonOperator: GreaterThanOrEqualToThreshold
+      TreatMissingData: notBreaching  # no captured traffic in a window is not drift
+      AlarmActions: [!Ref AlarmTopic]
+      OKActions: [!Ref AlarmTopic]
+"""
+
 
 def logical_id(ensemble: str) -> str:
     """`digits-ensemble` → `DigitsEnsemble` (the prefix of the ensemble's resources)."""
@@ -131,8 +154,10 @@ def logical_id(ensemble: str) -> str:
 
 
 def ensembles_block(registry: Registry) -> str:
-    """The generated resources of every ensemble, in registry order."""
+    """The generated resources of every ensemble, then every captured service's drift alarm, in
+    registry order."""
     parts = [_RESOURCES.format(logical=logical_id(e.name), name=e.name) for e in registry.ensembles()]
+    parts += [_DRIFT_ALARM.format(logical=logical_id(s.name), name=s.name) for s in registry.services if s.capture]
     return BEGIN_MARKER + "\n" + HEADER + "\n".join(parts)
 
 

@@ -17,6 +17,9 @@ divided by the number of tests (Bonferroni: 64 pixel features and a label are 65
 hundred in-distribution samples raise no false alarm) — and *large* (PSI or distance above its
 threshold), so a big window does not alarm on a trivial shift. A feature constant in the baseline
 (a digit's border pixels are always 0) drifts when more than a tenth of the window differs from it.
+
+Every judged feature also gets its *measure* (the effect size it is judged by, violation or not), so
+the monitor can chart each feature's drift over time, not only the alarms.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
-from scipy.spatial.distance import jensenshannon
+
+# scipy is imported where a test runs, not here: the capture transformation (same package) imports
+# this module for `flatten` only, and scipy.stats costs it a second and 100 MB of cold start.
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 BINS = 10
@@ -135,13 +139,15 @@ def constraints(statistics: Mapping[str, Any], **overrides: float) -> dict[str, 
 # --- reports ---------------------------------------------------------------------------------------
 
 
-def _chi_square_p(observed: Sequence[float], expected_proportions: Sequence[float]) -> float:
+def _chi_square_p(observed: Sequence[float] | np.ndarray, expected_proportions: Sequence[float] | np.ndarray) -> float:
     observed_array = np.asarray(observed, dtype=float)
     total = observed_array.sum()
     expected = np.asarray(expected_proportions, dtype=float) * total
     if total == 0 or len(observed_array) < 2:
         return 1.0
-    return float(scipy_stats.chisquare(observed_array, expected).pvalue)
+    from scipy import stats
+
+    return float(stats.chisquare(observed_array, expected).pvalue)
 
 
 def _proportions(counts: Sequence[float]) -> np.ndarray:
@@ -155,54 +161,56 @@ def psi(expected_counts: Sequence[float], actual_counts: Sequence[float]) -> flo
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
+Finding = tuple[dict[str, Any], bool]  # the feature's measure, and whether it is a violation
+
+
 def _judge_numeric(
     name: str, base: Mapping[str, Any], values: list[Any], limits: Mapping[str, Any], alpha: float
-) -> dict[str, Any] | None:
+) -> Finding | None:
     present = np.asarray([v for v in values if isinstance(v, int | float)], dtype=float)
     if present.size == 0:
         return None
     if base["std"] == 0:
         changed = float(np.mean(present != base["mean"]))
-        if changed > limits["constantChangedFraction"]:
-            return {
-                "feature": name,
-                "measure": "constant_changed_fraction",
-                "value": round(changed, 4),
-                "threshold": limits["constantChangedFraction"],
-                "baseline": base["mean"],
-            }
-        return None
+        measure = {
+            "feature": name,
+            "measure": "constant_changed_fraction",
+            "value": round(changed, 4),
+            "threshold": limits["constantChangedFraction"],
+            "baseline": base["mean"],
+        }
+        return measure, changed > limits["constantChangedFraction"]
     edges = base["histogram"]["edges"]
     expected = base["histogram"]["counts"]
     actual = _counts(present, edges)
     index = psi(expected, actual)
     p = _chi_square_p(np.asarray(actual) + SMOOTHING, _proportions(expected))
-    if p < alpha and index > limits["psi"]:
-        return {"feature": name, "measure": "psi", "value": round(index, 4), "threshold": limits["psi"], "pValue": p}
-    return None
+    measure = {"feature": name, "measure": "psi", "value": round(index, 4), "threshold": limits["psi"], "pValue": p}
+    return measure, p < alpha and index > limits["psi"]
 
 
 def _judge_categorical(
     name: str, base: Mapping[str, Any], values: list[Any], limits: Mapping[str, Any], alpha: float
-) -> dict[str, Any] | None:
+) -> Finding | None:
     present = [str(v) for v in values if v is not None]
     if not present:
         return None
+    from scipy.spatial.distance import jensenshannon
+
     categories = sorted(set(base["distribution"]) | set(present))
     expected = [base["distribution"].get(c, 0) for c in categories]
     counted = Counter(present)
     actual = [counted.get(c, 0) for c in categories]
     distance = float(jensenshannon(_proportions(expected), _proportions(actual), base=2))
     p = _chi_square_p(np.asarray(actual) + SMOOTHING, _proportions(expected))
-    if p < alpha and distance > limits["distance"]:
-        return {
-            "feature": name,
-            "measure": "jensen_shannon_distance",
-            "value": round(distance, 4),
-            "threshold": limits["distance"],
-            "pValue": p,
-        }
-    return None
+    measure = {
+        "feature": name,
+        "measure": "jensen_shannon_distance",
+        "value": round(distance, 4),
+        "threshold": limits["distance"],
+        "pValue": p,
+    }
+    return measure, p < alpha and distance > limits["distance"]
 
 
 def report(
@@ -211,13 +219,14 @@ def report(
     features: Mapping[str, Sequence[Any]],
     labels: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
-    """A window against the baseline: its own statistics and `violations` (each drifted feature with
-    its measure, value and threshold). Too small a window is reported and judged on nothing."""
+    """A window against the baseline: its own statistics, `measures` (every judged feature's measure,
+    value and threshold) and `violations` (the measures that drifted). Too small a window is
+    reported and judged on nothing."""
     count = max((len(v) for v in features.values()), default=len(labels or []))
     window = baseline(features, labels)
     tests = len(statistics["features"]) + (1 if LABEL in statistics else 0)
     alpha = limits["alpha"] / max(1, tests)
-    violations: list[dict[str, Any]] = []
+    findings: list[Finding] = []
     judged = count >= limits["minimumCount"]
     if judged:
         for name, base in statistics["features"].items():
@@ -225,30 +234,30 @@ def report(
             missing = sum(v is None for v in values) / max(1, len(values))
             base_missing = base["missing"] / max(1, base["count"])
             if missing > base_missing + limits["missingIncrease"]:
-                violations.append(
-                    {
-                        "feature": name,
-                        "measure": "missing_fraction",
-                        "value": round(missing, 4),
-                        "threshold": round(base_missing + limits["missingIncrease"], 4),
-                    }
-                )
+                measure = {
+                    "feature": name,
+                    "measure": "missing_fraction",
+                    "value": round(missing, 4),
+                    "threshold": round(base_missing + limits["missingIncrease"], 4),
+                }
+                findings.append((measure, True))
                 continue
             judge = _judge_numeric if base["kind"] == "numeric" else _judge_categorical
             found = judge(name, base, values, limits, alpha)
             if found is not None:
-                violations.append(found)
+                findings.append(found)
         if labels is not None and LABEL in statistics:
             found = _judge_categorical(
                 LABEL, statistics[LABEL], [None if v is None else str(v) for v in labels], limits, alpha
             )
             if found is not None:
-                violations.append(found)
+                findings.append(found)
     return {
         "count": count,
         "judged": judged,
         "tests": tests,
         "alphaPerTest": alpha,
         "statistics": window,
-        "violations": violations,
+        "measures": [measure for measure, _ in findings],
+        "violations": [measure for measure, drifted in findings if drifted],
     }

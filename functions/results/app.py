@@ -1,4 +1,5 @@
-"""results: GET /predictions, GET /predictions/{id}, GET /services and GET /webhooks/secret."""
+"""results: GET /predictions, GET /predictions/{id}, GET /services, GET /services/{name}/monitoring
+and GET /webhooks/secret."""
 
 from __future__ import annotations
 
@@ -11,12 +12,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chorus.adapters.listings import Filters
 from chorus.api.identity import authorize
-from chorus.api.models import PREDICTION_ID_PATTERN, PredictionId
+from chorus.api.models import PREDICTION_ID_PATTERN, PredictionId, ServiceNameParameter
 from chorus.api.resolver import create_resolver, json_response
-from chorus.api.responses import Prediction, PredictionPage, ServiceList, WebhookSecret, answer, declare
+from chorus.api.responses import (
+    Monitoring,
+    Prediction,
+    PredictionPage,
+    ServiceList,
+    WebhookSecret,
+    answer,
+    declare,
+)
 from chorus.core.errors import InvalidRequest
 from chorus.core.observability import logger, metrics, tracer
-from chorus.domain import queries, webhook_secrets
+from chorus.domain import monitoring, queries, webhook_secrets
 from chorus.model.records import Status
 from chorus.model.registry import get_registry
 from chorus.model.tenancy import Scope
@@ -120,6 +129,23 @@ def list_services() -> Response[dict[str, Any]]:
         for s in get_registry().services
     ]
     return json_response(200, {"services": services})
+
+
+@app.get(
+    "/services/<name>/monitoring",
+    operation_id="getMonitoring",
+    summary="Read a service's latest drift report (admin)",
+    responses=declare(
+        {200: answer(Monitoring, "What the service captures and its latest drift report")},
+        {
+            403: "`forbidden`: the token lacks the `admin` scope (or see the common 403)",
+            404: "`not_found`: no service has this name",
+        },
+    ),
+)
+def get_monitoring(name: ServiceNameParameter) -> Response[dict[str, Any]]:
+    authorize(app.current_event.raw_event, Scope.ADMIN)
+    return json_response(200, monitoring.describe(name))
 
 
 @app.get(

@@ -203,3 +203,41 @@ def test_execution_that_ended_outside_its_failure_path_fails_the_prediction(aws)
     # Then the prediction failed, saying so
     record = predictions.get(view["id"])
     assert record.status is Status.FAILED and "States.Runtime" in record.error.message
+
+
+def test_monitoring_answers_the_latest_report_to_an_admin(results):
+    import boto3
+
+    from chorus.adapters import monitoring
+
+    # Before any monitor run: what the service captures, and no report
+    status, body = call(results, load_event("results_get_monitoring.json"))
+    assert status == 200, body
+    assert body == {
+        "service": "digits-svm",
+        "capture": {"samplingPercent": 100.0, "inputs": True, "outputs": True},
+        "report": None,
+    }
+    # After one: the latest report, as the monitor wrote it
+    report = {"service": "digits-svm", "status": "ok", "records": 200, "violations": []}
+    boto3.client("s3").put_object(
+        Bucket=aws_resources.BUCKET, Key=monitoring.latest_report_key("digits-svm"), Body=json.dumps(report).encode()
+    )
+    status, body = call(results, load_event("results_get_monitoring.json"))
+    assert status == 200 and body["report"] == report
+
+
+@pytest.mark.parametrize(
+    ("name", "scopes", "status", "code"),
+    [
+        ("no-such-service", "admin", 404, "not_found"),
+        ("digits-svm", "predictions:create predictions:read", 403, "forbidden"),
+    ],
+)
+def test_monitoring_is_for_admins_of_known_services(results, name, scopes, status, code):
+    event = load_event("results_get_monitoring.json")
+    event["pathParameters"] = {"name": name}
+    event["path"] = f"/services/{name}/monitoring"
+    event["requestContext"]["authorizer"]["scopes"] = scopes
+    answered, body = call(results, event)
+    assert answered == status and body["error"]["code"] == code

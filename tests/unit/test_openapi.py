@@ -42,6 +42,7 @@ STATUSES = {
     ("post", "/predictions/{prediction_id}/cancel"): {"200", "404", "409"},
     ("post", "/predictions/{prediction_id}/webhook/redeliver"): {"202", "404", "409"},
     ("get", "/services"): {"200"},
+    ("get", "/services/{name}/monitoring"): {"200", "404"},
     ("get", "/webhooks/secret"): {"200", "404"},
     ("post", "/webhooks/secret/rotate"): {"200", "404", "409"},
 }
@@ -52,6 +53,7 @@ BODIES = {
     ("post", "/predictions/{prediction_id}/cancel"): "Prediction",
     ("post", "/predictions/{prediction_id}/webhook/redeliver"): "Prediction",
     ("get", "/services"): "ServiceList",
+    ("get", "/services/{name}/monitoring"): "Monitoring",
     ("get", "/webhooks/secret"): "WebhookSecret",
     ("post", "/webhooks/secret/rotate"): "RotatedWebhookSecret",
 }

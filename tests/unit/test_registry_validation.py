@@ -231,3 +231,25 @@ def test_packaged_decision_demos_stay_within_the_limits() -> None:
         ensemble_ = registry.get(name)
         assert plan.history_events(ensemble_) < plan.MAX_HISTORY_EVENTS
         assert plan.state_bytes(ensemble_) < plan.MAX_STATE_BYTES
+
+
+@pytest.mark.parametrize(
+    ("capture", "problem"),
+    [
+        ({"samplingPercent": 101}, r"samplingPercent"),
+        ({"samplingPercent": -1}, r"samplingPercent"),
+        ({"samplingPercent": 50, "inputs": False, "outputs": False}, r"capture needs inputs or outputs"),
+        ({"samplingPercent": 50, "sample": 3}, r"sample"),
+        ({}, r"samplingPercent"),
+    ],
+)
+def test_a_bad_capture_declaration_is_rejected_naming_the_field(capture: dict[str, Any], problem: str) -> None:
+    document = {"services": [{**model("m"), "capture": capture}]}
+    with pytest.raises(RegistryInvalid, match=problem):
+        parse_registry(document)
+
+
+def test_capture_is_off_unless_declared_and_on_for_the_demo_services() -> None:
+    assert parse_registry({"services": [model("m")]}).get("m").capture is None
+    packaged = parse_registry(json.loads(PACKAGED_REGISTRY.read_text()))
+    assert all(s.capture is not None and s.capture.sampling_percent == 100 for s in packaged.services)

@@ -39,6 +39,8 @@ DYNAMODB_MAX_MAGNITUDE = 1e126
 PredictionId = Annotated[
     str, Path(pattern=PREDICTION_ID_PATTERN, description="A prediction id (ours are 32 hex characters)")
 ]
+# Any text: a name the registry does not have is a 404 `not_found`, like an unknown prediction id.
+ServiceNameParameter = Annotated[str, Path(max_length=200, description="A service's name, as in GET /services")]
 # Request headers of POST /predictions (edge.py checked every value of the key already).
 IdempotencyKey = Annotated[
     str | None,

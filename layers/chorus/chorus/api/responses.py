@@ -189,6 +189,59 @@ class ServiceList(_Answer):
     services: list[Service]
 
 
+class CaptureSettings(_Answer):
+    sampling_percent: float = Field(description="The share of finished predictions captured, 0 to 100")
+    inputs: bool
+    outputs: bool
+
+
+class Window(_Answer):
+    since: datetime
+    until: datetime
+
+
+class DriftViolation(_Answer):
+    feature: str = Field(description="A flattened input field (`pixels[27]`, `image.mean`) or `label` (the output's)")
+    measure: Literal["psi", "jensen_shannon_distance", "missing_fraction", "constant_changed_fraction"]
+    value: float
+    threshold: float
+    p_value: float | None = Field(None, description="The chi-square test's, for `psi` and the distance")
+    baseline: float | None = Field(None, description="A constant feature's baseline value")
+
+
+class BaselineSummary(_Answer):
+    created_at: datetime
+    records: int
+
+
+class ReportKeys(_Answer):
+    statistics: str = Field(description="The window's statistics, in the payloads bucket")
+    violations: str = Field(description="`constraint_violations.json`, in the payloads bucket")
+    report: str
+
+
+class DriftReport(_Answer):
+    """One monitor run over one window of captured predictions (docs/monitoring.md)."""
+
+    service: str
+    window: Window
+    created_at: datetime
+    records: int = Field(description="Captured predictions in the window (duplicates removed)")
+    unreadable_records: int
+    status: Literal["ok", "drift", "no_baseline", "too_few_records"]
+    violations: list[DriftViolation] = Field(description="Each drifted feature with its measure, value and threshold")
+    tests: int = Field(description="Features (and the label) judged; the family-wise alpha is split across them")
+    alpha_per_test: float | None
+    baseline: BaselineSummary | None
+    keys: ReportKeys
+
+
+class Monitoring(_Answer):
+    service: str
+    capture: CaptureSettings | None = Field(description="null: the service captures nothing, so it is not monitored")
+    report: DriftReport | None = Field(description="The latest report; null before the first run")
+
+
 class WebhookSecret(_Answer):
     key: str = Field(description="`whsec_…`, the Standard Webhooks signing secret")
 

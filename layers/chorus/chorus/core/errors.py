@@ -62,6 +62,13 @@ class PredictionNotFound(ChorusError):
     status = 404
 
 
+class ServiceNotFound(ChorusError):
+    """A route on a named service (`/services/{name}/…`) for a name the registry does not have."""
+
+    code = "not_found"
+    status = 404
+
+
 class NotCancelable(ChorusError):
     code = "not_cancelable"
     status = 409

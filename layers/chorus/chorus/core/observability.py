@@ -38,3 +38,15 @@ def per_service(service: str, step: str | None = None) -> Iterator[EphemeralMetr
     yield scoped
     if scoped.metric_set:
         scoped.flush_metrics()
+
+
+@contextmanager
+def per_feature(service: str, feature: str) -> Iterator[EphemeralMetrics]:
+    """Metrics of one feature of a service's drift report (dimensions `service` and `feature`), one
+    EMF line on exit. Features are bounded by the service's baseline, so the dimension's values are."""
+    scoped = EphemeralMetrics()
+    scoped.add_dimension(name="service", value=service)
+    scoped.add_dimension(name="feature", value=feature)
+    yield scoped
+    if scoped.metric_set:
+        scoped.flush_metrics()

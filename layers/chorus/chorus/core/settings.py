@@ -81,6 +81,12 @@ class DeliveryQueueSettings(_Settings):
     delivery_queue_url: str
 
 
+class CaptureSettings(_Settings):
+    """The Firehose stream captured predictions go to (empty: capture is off for the stack)."""
+
+    capture_stream: str = ""
+
+
 class DeadLetterSettings(_Settings):
     """The dead-letter queues whose messages process-input turns into truthful final states."""
 

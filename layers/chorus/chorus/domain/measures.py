@@ -47,3 +47,10 @@ def finished(record: PredictionRecord) -> None:
             scoped.add_metric(name="PredictionWaitSeconds", unit=MetricUnit.Seconds, value=measured["waitSeconds"])
         if "runSeconds" in measured:
             scoped.add_metric(name="PredictionRunSeconds", unit=MetricUnit.Seconds, value=measured["runSeconds"])
+
+
+def capture_dropped(record: PredictionRecord) -> None:
+    """A sampled prediction the capture stream refused or could not be reached for: missing from
+    the monitor's windows (docs/monitoring.md)."""
+    with per_service(record.service) as scoped:
+        scoped.add_metric(name="CaptureRecordsDropped", unit=MetricUnit.Count, value=1)

@@ -8,7 +8,7 @@ import json
 
 from chorus.adapters import predictions
 from chorus.core.observability import logger
-from chorus.domain import callbacks, measures
+from chorus.domain import callbacks, capture, measures
 from chorus.events.sagemaker import InferenceResult
 from chorus.model.records import CallbackEvent, ErrorDetail, PredictionRecord, Status
 
@@ -36,11 +36,15 @@ def record_result(result: InferenceResult) -> None:
             logger.warning("result for an unknown prediction", extra={"inference_id": result.inference_id})
             return
         logger.info("duplicate or late result ignored", extra={"prediction_id": current.id, "status": current.status})
-        updated = current
+        updated, fresh = current, False
     else:
         measures.finished(updated)
+        fresh = True
     if updated.status.terminal:
         callbacks.announce(updated, CallbackEvent.COMPLETED)
+    if fresh:
+        # Last, after the caller has been told: capture never delays or fails a result.
+        capture.offer(updated)
 
 
 def _failure_reason(record: PredictionRecord, result: InferenceResult) -> str:

@@ -62,6 +62,21 @@ class RuleDeclaration(_Strict):
     default: JsonValue
 
 
+class CaptureDeclaration(_Strict):
+    """Data capture for drift monitoring: which share of the service's finished predictions is
+    recorded (their input and/or output), off unless declared (docs/monitoring.md)."""
+
+    sampling_percent: Annotated[float, Field(alias="samplingPercent", ge=0, le=100)]
+    inputs: bool = True
+    outputs: bool = True
+
+    @model_validator(mode="after")
+    def _captures_something(self) -> CaptureDeclaration:
+        if not (self.inputs or self.outputs):
+            raise ValueError("capture needs inputs or outputs (or leave capture out)")
+        return self
+
+
 DEFAULT_MAX_ITEMS = 100
 DEFAULT_ITEM_CONCURRENCY = 10
 
@@ -153,6 +168,7 @@ class ServiceDefinition(_Strict):
     retryable_errors: Annotated[list[Annotated[str, Field(min_length=1)]], Field(alias="retryableErrors")] = []
     steps: list[StepDeclaration] = []
     output: JsonValue = None
+    capture: CaptureDeclaration | None = None
 
     @model_validator(mode="after")
     def _shape_matches_kind(self) -> ServiceDefinition:

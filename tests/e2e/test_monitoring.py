@@ -1,0 +1,170 @@
+"""Data capture and drift monitoring end to end: predictions through the API → the notifications
+function → Firehose (the local emulation, with the capture transformation) → capture/ in S3 → the
+monitor function, run by `chorus admin monitor run` → its report, through the CLI, the API and the
+DriftedFeatures metric the per-service alarm watches.
+
+One stack of its own, so each window holds exactly the predictions this module made."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+
+from tests.e2e.conftest import RunningStack, StartStack
+from tests.e2e.test_metrics import emitted
+from tests.e2e.test_tenancy import chorus as admin
+from tests.e2e.test_tenancy import new_token
+
+SERVICE = "digits-svm"
+COUNT = 200
+
+
+@pytest.fixture(scope="module")
+def monitored(start_stack: StartStack) -> Iterator[RunningStack]:
+    yield start_stack()
+
+
+def held_out(count: int) -> list[list[float]]:
+    from chorus_local.models.train import load_split
+
+    return [[float(v) for v in row] for row in load_split().x_test[:count]]
+
+
+def predict_all(stack: RunningStack, inputs: list[list[float]]) -> tuple[datetime, datetime, list[dict[str, Any]]]:
+    """Every input through the API (8 at a time, as clients would), each waited for; the window
+    that holds their completion times."""
+    api = stack.api()
+    since = datetime.now(UTC) - timedelta(milliseconds=1)
+
+    def one(pixels: list[float]) -> dict[str, Any]:
+        created = api.create({"service": SERVICE, "input": {"pixels": pixels}})
+        return api.wait(created["id"], timeout=120)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        finished = list(pool.map(one, inputs))
+    until = datetime.now(UTC) + timedelta(milliseconds=1)
+    return since, until, finished
+
+
+def captured_count(stack: RunningStack, since: datetime, until: datetime) -> int:
+    s3 = stack.client("s3")
+    bucket = stack.resources["PayloadsBucket"]
+    seen = set()
+    hour = since.replace(minute=0, second=0, microsecond=0)
+    while hour <= until:
+        prefix = f"capture/{SERVICE}/{hour:%Y/%m/%d/%H}/"
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
+                for line in filter(None, body.splitlines()):
+                    meta = json.loads(line)["eventMetadata"]
+                    moment = datetime.fromisoformat(meta["inferenceTime"].replace("Z", "+00:00"))
+                    if since <= moment < until:
+                        seen.add(meta["eventId"])
+        hour += timedelta(hours=1)
+    return len(seen)
+
+
+def wait_captured(stack: RunningStack, since: datetime, until: datetime, expected: int) -> None:
+    deadline = time.monotonic() + 60
+    while (found := captured_count(stack, since, until)) < expected:
+        assert time.monotonic() < deadline, f"only {found} of {expected} predictions captured"
+        time.sleep(0.5)
+
+
+def monitor_run(stack: RunningStack, since: datetime, until: datetime) -> dict[str, Any]:
+    out = admin(stack, "monitor", "run", SERVICE, "--since", since.isoformat(), "--until", until.isoformat(), "--json")
+    return dict(json.loads(out))
+
+
+def drifted_features_metrics(stack: RunningStack) -> list[float]:
+    """The DriftedFeatures values the monitor published for the service (EMF in the stack's log)."""
+    values = []
+    for line in stack.logs().splitlines():
+        if '"DriftedFeatures"' not in line or '"_aws"' not in line:
+            continue
+        document = json.loads(line[line.index('{"_aws"') :])
+        if document.get("service") == SERVICE:
+            value = document["DriftedFeatures"]
+            values.append(float(value[0] if isinstance(value, list) else value))
+    return values
+
+
+def test_held_out_digits_raise_no_drift_and_inverted_digits_do(monitored: RunningStack) -> None:
+    # Given 200 held-out digits predicted through the API and captured
+    since, until, finished = predict_all(monitored, held_out(COUNT))
+    assert {p["status"] for p in finished} == {"succeeded"}
+    wait_captured(monitored, since, until, COUNT)
+    # When the monitor judges their window against the baseline from the training data
+    report = monitor_run(monitored, since, until)
+    # Then it finds no drift in 64 pixel features and the label
+    assert report["status"] == "ok", report["violations"]
+    assert report["records"] == COUNT and report["violations"] == []
+    assert report["tests"] == 65
+
+    # Given 200 digits with inverted intensity (16 − v)
+    inverted = [[16 - v for v in row] for row in held_out(COUNT)]
+    since, until, finished = predict_all(monitored, inverted)
+    assert {p["status"] for p in finished} == {"succeeded"}
+    wait_captured(monitored, since, until, COUNT)
+    # When the monitor judges that window
+    report = monitor_run(monitored, since, until)
+    # Then input features and the label distribution drifted, each named with measure and threshold
+    assert report["status"] == "drift"
+    drifted = {v["feature"]: v for v in report["violations"]}
+    assert "label" in drifted and drifted["label"]["measure"] == "jensen_shannon_distance"
+    pixels = [name for name in drifted if name.startswith("pixels[")]
+    assert len(pixels) >= 20, sorted(drifted)
+    assert all(v["value"] > v["threshold"] for v in report["violations"])
+
+    # And the API's latest report is that one (admin scope only; an unknown service is a 404)
+    admin_view = monitored.api().request("GET", f"/services/{SERVICE}/monitoring")
+    assert admin_view.status_code == 200, admin_view.text
+    body = admin_view.json()
+    assert body["capture"] == {"samplingPercent": 100.0, "inputs": True, "outputs": True}
+    assert body["report"]["window"] == report["window"] and body["report"]["status"] == "drift"
+    admin(monitored, "tenants", "create", "reader")
+    reader = monitored.api(new_token(monitored, "reader", "--scopes", "predictions:read"))
+    assert reader.request("GET", f"/services/{SERVICE}/monitoring").status_code == 403
+    unknown = monitored.api().request("GET", "/services/no-such-service/monitoring")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+
+    # And the metric the drift alarm watches (DriftedFeatures ≥ 1) went from 0 to above it
+    deadline = time.monotonic() + 10
+    while len(values := drifted_features_metrics(monitored)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert values[0] == 0 and values[-1] >= 1 and values[-1] == len(report["violations"])
+
+
+def test_a_capture_outage_loses_no_prediction_and_is_counted(monitored: RunningStack) -> None:
+    # Given Firehose refusing every record (the gateway answers PutRecord with a service error)
+    faults = monitored.aws_endpoint_url + "/_local/faults"
+    rule = {"service": "firehose", "operation": "PutRecord", "error": "ServiceUnavailableException", "status": 500}
+    requests.post(faults, json={"rules": [rule]}, timeout=5).raise_for_status()
+    try:
+        # When 20 predictions run
+        since, until, finished = predict_all(monitored, held_out(20))
+    finally:
+        requests.delete(faults, timeout=5).raise_for_status()
+    # Then every one succeeded, none was captured, and each lost capture was counted
+    assert {p["status"] for p in finished} == {"succeeded"}
+    time.sleep(2)  # longer than the local capture buffer: anything captured would be written by now
+    assert captured_count(monitored, since, until) == 0
+    deadline = time.monotonic() + 10
+    while True:
+        dropped = [
+            m
+            for m in emitted(monitored.logs())
+            if m["name"] == "CaptureRecordsDropped" and m["dimensions"] == {"service": SERVICE}
+        ]
+        if len(dropped) >= 20 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(dropped) == 20
