@@ -38,9 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from chorus_local.api_gateway import ApiConfig, ApiRoute, Authorizer, CorsConfig, GatewayResponse
+from chorus_local.delivery_streams import DeliveryStreamConfig
 from chorus_local.event_sources import SnsSubscription, SqsMapping
 from chorus_local.gateway import LOCAL_ACCOUNT_ID, AwsEndpoint
 from chorus_local.lambda_runtime import AsyncInvokeConfig, Destination, FunctionConfig
+from chorus_local.schedules import ScheduleConfig
 
 log = logging.getLogger("chorus_local.cloudformation")
 
@@ -401,6 +403,8 @@ class ProvisionedStack:
     api: ApiConfig | None = None
     sqs_mappings: list[SqsMapping] = field(default_factory=list)
     sns_subscriptions: list[SnsSubscription] = field(default_factory=list)
+    delivery_streams: list[DeliveryStreamConfig] = field(default_factory=list)
+    schedules: list[ScheduleConfig] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
 
     def ref(self, logical_id: str) -> Any:
@@ -1074,6 +1078,101 @@ def _event_invoke_config(p: Provisioner, r: _Resource) -> None:
     p.register(r.logical_id, f"{config.name}:{qualifier}")
 
 
+_BUCKET_ARN = re.compile(r"^arn:[^:]+:s3:::(?P<bucket>[^/]+)$")
+
+
+def _delivery_stream(p: Provisioner, r: _Resource) -> None:
+    """A DirectPut stream to S3: created in moto (so Describe and Delete work), delivered by
+    chorus_local/delivery_streams.py (buffering, the Lambda transformation, dynamic partitioning)."""
+    props = r.properties
+    kind = str(props.get("DeliveryStreamType", "DirectPut"))
+    if kind != "DirectPut":
+        raise TemplateError(f"{r.logical_id}: only DirectPut delivery streams run locally, not {kind}")
+    destination = props.get("ExtendedS3DestinationConfiguration")
+    if not isinstance(destination, dict):
+        raise TemplateError(f"{r.logical_id}: only ExtendedS3DestinationConfiguration is emulated locally")
+    _only(
+        f"{r.logical_id}.ExtendedS3DestinationConfiguration",
+        destination,
+        {
+            "BucketARN",
+            "RoleARN",
+            "Prefix",
+            "ErrorOutputPrefix",
+            "BufferingHints",
+            "CompressionFormat",
+            "EncryptionConfiguration",
+            "DynamicPartitioningConfiguration",
+            "ProcessingConfiguration",
+            "CloudWatchLoggingOptions",
+        },
+    )
+    if str(destination.get("CompressionFormat", "UNCOMPRESSED")) != "UNCOMPRESSED":
+        raise TemplateError(f"{r.logical_id}: only UNCOMPRESSED delivery is emulated locally")
+    bucket = _BUCKET_ARN.match(str(destination["BucketARN"]))
+    if bucket is None:
+        raise TemplateError(f"{r.logical_id}: BucketARN {destination['BucketARN']!r} is not a bucket ARN")
+    name = str(props.get("DeliveryStreamName") or p.generated_name(r.logical_id))
+    hints = destination.get("BufferingHints") or {}
+    processor, processor_bytes = None, 1024 * 1024
+    processing = destination.get("ProcessingConfiguration") or {}
+    if str(processing.get("Enabled", False)).lower() == "true":
+        for step in processing.get("Processors") or []:
+            if step.get("Type") != "Lambda":
+                raise TemplateError(f"{r.logical_id}: processor {step.get('Type')} is not emulated (Lambda only)")
+            parameters = {str(x["ParameterName"]): str(x["ParameterValue"]) for x in step.get("Parameters") or []}
+            processor = p.function(parameters["LambdaArn"], f"{r.logical_id} processor").name
+            processor_bytes = int(float(parameters.get("BufferSizeInMBs", "1")) * 1024 * 1024)
+    kms = ((destination.get("EncryptionConfiguration") or {}).get("KMSEncryptionConfig") or {}).get("AWSKMSKeyARN")
+    p.endpoint.client("firehose").create_delivery_stream(
+        DeliveryStreamName=name,
+        DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": str(destination.get("RoleARN") or p.arn("iam", "role/firehose", region=False)),
+            "BucketARN": str(destination["BucketARN"]),
+            "Prefix": str(destination.get("Prefix", "")),
+        },
+    )
+    arn = p.arn("firehose", f"deliverystream/{name}")
+    p.stack.delivery_streams.append(
+        DeliveryStreamConfig(
+            name=name,
+            arn=arn,
+            bucket=bucket["bucket"],
+            prefix=str(destination.get("Prefix", "")),
+            error_prefix=str(destination.get("ErrorOutputPrefix", "")),
+            interval_seconds=float(hints.get("IntervalInSeconds", 300)),
+            size_bytes=int(float(hints.get("SizeInMBs", 5)) * 1024 * 1024),
+            processor=processor,
+            processor_batch_bytes=processor_bytes,
+            kms_key_arn=str(kms) if kms else None,
+            encrypted="DeliveryStreamEncryptionConfigurationInput" in props,
+        )
+    )
+    p.register(r.logical_id, name, Arn=arn)
+
+
+def _schedule(p: Provisioner, r: _Resource) -> None:
+    """An EventBridge Scheduler schedule with a Lambda target (chorus_local/schedules.py runs it)."""
+    props = r.properties
+    target = props.get("Target") or {}
+    _only(f"{r.logical_id}.Target", target, {"Arn", "RoleArn", "Input", "RetryPolicy", "DeadLetterConfig"})
+    function = p.function(target.get("Arn"), f"{r.logical_id}.Target.Arn")
+    name = str(props.get("Name") or p.generated_name(r.logical_id))
+    p.stack.schedules.append(
+        ScheduleConfig(
+            logical_id=r.logical_id,
+            name=name,
+            expression=str(props["ScheduleExpression"]),
+            function=function.name,
+            input=str(target.get("Input") or "{}"),
+            enabled=str(props.get("State", "ENABLED")) == "ENABLED",
+        )
+    )
+    group = str(props.get("GroupName") or "default")
+    p.register(r.logical_id, name, Arn=p.arn("scheduler", f"schedule/{group}/{name}"))
+
+
 def _event_source_mapping(p: Provisioner, r: _Resource) -> None:
     props = r.properties
     source = str(props.get("EventSourceArn", ""))
@@ -1579,6 +1678,30 @@ _SUPPORT: dict[str, _TypeSupport] = {
         },
     ),
     "AWS::KMS::Alias": _TypeSupport(_kms_alias, frozenset({"AliasName", "TargetKeyId"}), {}),
+    "AWS::KinesisFirehose::DeliveryStream": _TypeSupport(
+        _delivery_stream,
+        frozenset(
+            {
+                "DeliveryStreamName",
+                "DeliveryStreamType",
+                "ExtendedS3DestinationConfiguration",
+                "DeliveryStreamEncryptionConfigurationInput",  # the stream reports Encrypted
+            }
+        ),
+        {"Tags": "metadata"},
+    ),
+    "AWS::Scheduler::Schedule": _TypeSupport(
+        _schedule,
+        frozenset({"Name", "ScheduleExpression", "Target", "State", "GroupName"}),
+        {
+            "Description": "metadata",
+            "FlexibleTimeWindow": "a local run is on time",
+            "ScheduleExpressionTimezone": "rate() schedules have no time zone",
+            "StartDate": "local schedules start with the stack",
+            "EndDate": "local schedules stop with the stack",
+            "KmsKeyArn": "KMS encrypts nothing locally",
+        },
+    ),
     "AWS::Events::Rule": _TypeSupport(
         _events_rule,
         frozenset({"EventPattern", "Targets", "Name", "State", "EventBusName"}),
@@ -1600,5 +1723,6 @@ _AWS_SIDE_ONLY: dict[str, str] = {
     "AWS::Lambda::Permission": "resource policies are not enforced locally",
     "AWS::ApiGateway::Account": "account-level API Gateway logging role",
     "AWS::CloudFormation::WaitConditionHandle": "a CloudFormation-only dependency handle",
+    "AWS::Logs::LogStream": "logs go to the local log stream",
 }
 AWS_SIDE_ONLY_TYPES = frozenset(_AWS_SIDE_ONLY)  # named, never created, by the local stack

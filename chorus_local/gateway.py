@@ -33,8 +33,10 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 if TYPE_CHECKING:
+    from chorus_local.delivery_streams import DeliveryStreams
     from chorus_local.event_sources import SnsDeliveries
     from chorus_local.lambda_runtime import LambdaRuntime
+    from chorus_local.schedules import Schedules
 
 log = logging.getLogger("chorus_local.gateway")
 
@@ -232,6 +234,9 @@ def _service_operation(environ: dict[str, Any]) -> tuple[str, str]:
     return service, method
 
 
+_FIREHOSE_PUT = "Firehose_20150804.PutRecord"  # and PutRecordBatch
+
+
 def _lambda_error(status: int, error_type: str, message: str) -> Response:
     # botocore's rest-json parser reads the error code from x-amzn-ErrorType.
     body = json.dumps({"Type": "User", "message": message})
@@ -254,12 +259,22 @@ class AwsGateway:
         self._runtime = runtime
         self._sns = sns_deliveries
         self._sagemaker: SageMakerHandler | None = None
+        self._firehose: DeliveryStreams | None = None
+        self._schedules: Schedules | None = None
         self.calls = CallLog()
         self.faults = Faults()
 
     def attach_sagemaker(self, handler: SageMakerHandler) -> None:
         """Route SageMaker runtime calls once the runtime exists (it starts after provisioning)."""
         self._sagemaker = handler
+
+    def attach_firehose(self, streams: DeliveryStreams) -> None:
+        """Route Firehose's PutRecord and PutRecordBatch to the local delivery streams."""
+        self._firehose = streams
+
+    def attach_schedules(self, schedules: Schedules) -> None:
+        """Serve `/_local/schedules` (list, and run one now)."""
+        self._schedules = schedules
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -277,6 +292,8 @@ class AwsGateway:
                 self.faults.add(list(json.loads(Request(environ).get_data() or b"{}").get("rules", [])))
             response = Response(json.dumps({"rules": self.faults.snapshot()}), content_type="application/json")
             return response(environ, start_response)
+        if path.startswith("/_local/schedules"):
+            return self._schedules_route(path, method)(environ, start_response)
         if path == "/_local/workers":
             response = Response(json.dumps({"workers": self._runtime.workers()}), content_type="application/json")
             return response(environ, start_response)
@@ -292,9 +309,32 @@ class AwsGateway:
             response = self._sns_delivery(Request(environ), match["function"])
         elif path.startswith("/endpoints/") and self._is_sagemaker(environ):
             response = self._sagemaker_call(Request(environ))
+        elif self._firehose is not None and str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith(_FIREHOSE_PUT):
+            response = self._firehose_call(Request(environ))
         if response is None:
             return self._moto_app(environ, start_response)
         return response(environ, start_response)
+
+    def _schedules_route(self, path: str, method: str) -> Response:
+        if self._schedules is None:
+            return Response(json.dumps({"schedules": []}), content_type="application/json")
+        name = unquote(path.removeprefix("/_local/schedules").strip("/"))
+        if not name:
+            return Response(json.dumps({"schedules": self._schedules.describe()}), content_type="application/json")
+        schedule = self._schedules.find(name)
+        if schedule is None or method != "POST":
+            status, answer = (404, {"error": f"no schedule {name!r}"}) if schedule is None else (405, {})
+            return Response(json.dumps(answer), status=status, content_type="application/json")
+        request_id = self._schedules.fire(schedule)
+        return Response(json.dumps({"fired": schedule.name, "requestId": request_id}), content_type="application/json")
+
+    def _firehose_call(self, request: Request) -> Response:
+        assert self._firehose is not None
+        operation = str(request.headers.get("X-Amz-Target", "")).rpartition(".")[2]
+        status, answer = self._firehose.handle(operation, request.get_data())
+        response = Response(json.dumps(answer), status=status, content_type="application/x-amz-json-1.1")
+        response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
+        return response
 
     # -- Lambda Invoke ---------------------------------------------------------------------
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("chorus_local.monitoring")
 
 MONITOR_FUNCTION = "MonitorFunction"  # logical id
+PACKAGED_REGISTRY = Path(__file__).resolve().parents[1] / "layers" / "chorus" / "chorus" / "model" / "services.json"
 DIGIT_SERVICES = ("digits-svm", "digits-forest", "digits-ensemble", "digits-cascade", "digits-committee")
 
 

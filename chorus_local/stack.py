@@ -7,7 +7,8 @@ Start-up order (each step needs the previous one):
    (CHORUS_API_TOKEN or a new one; chorus_local/tenancy.py) when the template has the tenancy tables;
 3. the SageMaker runtime, after the demo models are trained (cached after the first run);
 4. the Lambda runtime (worker pools, warmed in the background);
-5. event sources: SQS pollers and SNS subscriptions;
+5. event sources: SQS pollers and SNS subscriptions; Firehose delivery streams (delivery_streams.py)
+   and EventBridge Scheduler schedules (schedules.py); the demo services' drift baselines;
 6. the REST API on 127.0.0.1:<api_port>, applying the usage plans stored in moto (usage_plans.py).
 `stop()` undoes it in reverse. moto's state lives in module globals, so one process runs one
 LocalStack at a time; `start()` resets moto so each stack begins empty.
@@ -26,9 +27,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from chorus_local.api_gateway import RestApi
 from chorus_local.cloudformation import AWS_SIDE_ONLY_TYPES, ProvisionedStack, Provisioner, TemplateError
+from chorus_local.delivery_streams import DeliveryStreams
 from chorus_local.event_sources import SnsDeliveries, SqsPoller
 from chorus_local.gateway import AwsEndpoint, AwsGateway, WsgiServer, gateway_server
 from chorus_local.lambda_runtime import DEFAULT_RETRY_DELAYS, LambdaRuntime, LogSink
+from chorus_local.schedules import Schedules
 from chorus_local.tenancy import API_TOKEN_ENV, AUDIT_TABLE, TENANTS_TABLE, TOKENS_TABLE, create_local_token
 from chorus_local.usage_plans import UsagePlans
 
@@ -46,6 +49,8 @@ LOCAL_PARAMETER_DEFAULTS = {
     # Retries a developer can watch happen: the same 8 attempts as in AWS, over seconds, not hours.
     "WebhookRetrySchedule": "0,1,2,3,5,8,13,21",
     "WebhookAttemptSeconds": "2",
+    # Captured predictions reach S3 within a second or two, not a minute: the monitor can be run at once.
+    "CaptureBufferSeconds": "1",
 }
 WEBHOOK_SECRET_ENV = "CHORUS_WEBHOOK_SECRET"
 # Logical ids from docs/contracts.md that the SageMaker runtime writes and publishes to.
@@ -116,6 +121,8 @@ class LocalStack:
         self._api_server: WsgiServer | None = None
         self._rest_api: RestApi | None = None
         self._pollers: list[SqsPoller] = []
+        self._streams: DeliveryStreams | None = None
+        self._schedules: Schedules | None = None
         self.startup_seconds: float | None = None
         self._saved_environ: dict[str, str | None] = {}
 
@@ -279,6 +286,42 @@ class LocalStack:
             self._pollers.append(poller)
         for subscription in self.provisioned.sns_subscriptions:
             self._sns.subscribe(subscription)
+        if self.provisioned.delivery_streams:
+            self._streams = DeliveryStreams(
+                self.provisioned.delivery_streams, self.runtime, self.endpoint, stream_exists=_moto_stream_exists
+            )
+            self._streams.start()
+            self._gateway.attach_firehose(self._streams)
+            log.info("Firehose delivery streams: %s", ", ".join(self._streams.names))
+        if self.provisioned.schedules:
+            self._schedules = Schedules(self.provisioned.schedules, self.runtime)
+            self._schedules.start()
+            self._gateway.attach_schedules(self._schedules)
+        self._seed_baselines()
+
+    def _seed_baselines(self) -> None:
+        """The demo services' drift baselines from the models' training data (chorus_local/monitoring.py)."""
+        assert self.provisioned is not None and self.runtime is not None and self.endpoint is not None
+        from chorus_local.monitoring import MONITOR_FUNCTION, seed_demo_baselines
+
+        refs = self.provisioned.refs
+        if not self._with_sagemaker or MONITOR_FUNCTION not in refs or PAYLOADS_BUCKET not in refs:
+            return
+        registry = self._registry_services()
+        seed_demo_baselines(
+            self.runtime, self.endpoint.client("s3"), str(refs[PAYLOADS_BUCKET]), str(refs[MONITOR_FUNCTION]), registry
+        )
+
+    def _registry_services(self) -> list[str]:
+        """The services of the registry the functions read that declare capture."""
+        import json as _json
+
+        from chorus_local.monitoring import PACKAGED_REGISTRY
+
+        assert self.provisioned is not None
+        configured = str(self.provisioned.parameters.get("RegistryFile") or "")
+        document = _json.loads(Path(configured or PACKAGED_REGISTRY).read_text())
+        return [s["name"] for s in document.get("services", []) if s.get("capture")]
 
     def _start_api(self) -> None:
         assert self.provisioned is not None and self.runtime is not None
@@ -300,9 +343,15 @@ class LocalStack:
             self._api_server = None
         if self._rest_api is not None:
             self._rest_api.close()
+        if self._schedules is not None:
+            self._schedules.stop()
+            self._schedules = None
         for poller in self._pollers:
             poller.stop()
         self._pollers.clear()
+        if self._streams is not None:
+            self._streams.stop()  # flushes what is buffered while the runtime still runs
+            self._streams = None
         if self.sagemaker is not None:
             self.sagemaker.close()
             self.sagemaker = None
@@ -326,6 +375,17 @@ class LocalStack:
 
     def __exit__(self, *_: Any) -> None:
         self.stop()
+
+
+def _moto_stream_exists(name: str) -> bool:
+    """Whether moto still has the delivery stream (DeleteDeliveryStream makes puts fail, as in AWS)."""
+    from moto.firehose.models import firehose_backends
+
+    return any(name in backend.delivery_streams for backend in _backends(firehose_backends))
+
+
+def _backends(backends: Any) -> list[Any]:
+    return [backend for account in backends.values() for backend in account.values()]
 
 
 def _moto_version() -> str:

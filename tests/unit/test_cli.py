@@ -505,3 +505,30 @@ def test_the_cli_finds_the_layer_package_from_anywhere(tmp_path):
         timeout=60,
     )
     assert usage.returncode == 2 and "--stack-name" in usage.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["admin", "monitor", "run", "digits-svm", "--since", "yesterday", "--local"], "not an ISO 8601 time"),
+        (["admin", "monitor", "baseline", "digits-svm", "--data", "/nonexistent.jsonl", "--local"], "is not a file"),
+        (["admin", "monitor", "baseline", "digits-svm", "--local"], "--data"),
+    ],
+)
+def test_monitor_usage_errors_exit_2(clean_env, capsys, argv, fragment):
+    code, _, err = chorus(capsys, *argv)
+    assert code == 2 and fragment in err
+
+
+def test_monitor_against_a_stack_without_monitoring_is_a_failure(local_stack, capsys):
+    # The ready file of a stack from before drift monitoring: tenants work, monitor says why it cannot
+    code, _, err = chorus(capsys, "admin", "monitor", "run", "digits-svm", "--local", str(local_stack))
+    assert code == 1 and "has no PayloadsBucket or MonitorFunction" in err and err.count("\n") == 1
+
+
+def test_monitor_times_without_a_zone_are_utc() -> None:
+    from chorus_cli.monitor import moment
+
+    assert moment("2026-12-03T12:00").isoformat() == "2026-12-03T12:00:00+00:00"
+    assert moment("2026-12-03T12:00Z").isoformat() == "2026-12-03T12:00:00+00:00"
+    assert moment("2026-12-03T13:00+01:00").utcoffset().total_seconds() == 3600  # type: ignore[union-attr]

@@ -18,7 +18,7 @@ _S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))
 # Capture is best effort and runs after a prediction has finished: one quick attempt, so an outage
 # costs the worker at most a few seconds per prediction and never a retry storm (domain/capture.py).
 _FIREHOSE_CONFIG = _CONFIG.merge(
-    Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=1, read_timeout=2)
+    Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=2)
 )
 _CONFIGS = {"s3": _S3_CONFIG, "firehose": _FIREHOSE_CONFIG}
 
