@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,10 +85,13 @@ def baseline(args: argparse.Namespace, where: Target) -> int:
 
 def run(args: argparse.Namespace, where: Target) -> int:
     event: dict[str, Any] = {"action": "run", "service": args.service}
-    if args.since is not None:
-        event["since"] = args.since.isoformat()
-    if args.until is not None:
-        event["until"] = args.until.isoformat()
+    if args.since is not None or args.until is not None:
+        # One end given: the other is now, or an hour before the end.
+        until = args.until or datetime.now(UTC)
+        since = args.since or until - timedelta(hours=1)
+        if since >= until:
+            raise MonitorFailed(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
+        event |= {"since": since.isoformat(), "until": until.isoformat()}
     answer = _invoke(where, event)
     reports = answer.get("reports", []) if isinstance(answer, dict) else []
     if args.json:
@@ -140,9 +143,10 @@ def add_commands(admin: Any, common: list[argparse.ArgumentParser], listing: arg
     now = monitor.add_parser(
         "run",
         parents=[*common, listing],
-        help="judge a window of captured predictions now and print the report (default: the last full hour)",
+        help="judge a window of captured predictions now and print the report (default: the last full hour; "
+        "--since alone: until now)",
     )
     now.add_argument("service", metavar="SERVICE", help=_SERVICE_HELP)
     now.add_argument("--since", type=moment, metavar="ISO", help="the window's start")
-    now.add_argument("--until", type=moment, metavar="ISO", help="the window's end (default: now)")
+    now.add_argument("--until", type=moment, metavar="ISO", help="the window's end (with --since, default: now)")
     now.set_defaults(run=run)

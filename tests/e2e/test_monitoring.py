@@ -109,7 +109,7 @@ def test_held_out_digits_raise_no_drift_and_inverted_digits_do(monitored: Runnin
     assert report["records"] == COUNT and report["violations"] == []
     assert report["tests"] == 65
 
-    # Given 200 digits with inverted intensity (16 − v)
+    # Given 200 digits with inverted intensity (16 - v)
     inverted = [[16 - v for v in row] for row in held_out(COUNT)]
     since, until, finished = predict_all(monitored, inverted)
     assert {p["status"] for p in finished} == {"succeeded"}
@@ -173,3 +173,54 @@ def dropped_captures(stack: RunningStack) -> list[dict[str, Any]]:
         for m in emitted(stack.logs())
         if m["name"] == "CaptureRecordsDropped" and m["dimensions"] == {"service": SERVICE}
     ]
+
+
+def captured_records(stack: RunningStack, service: str) -> list[dict[str, Any]]:
+    s3 = stack.client("s3")
+    bucket = stack.resources["PayloadsBucket"]
+    found = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"capture/{service}/"):
+        for item in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
+            found += [json.loads(line) for line in body.splitlines() if line.strip()]
+    return found
+
+
+def test_an_ensemble_is_captured_under_itself_and_its_model_steps_under_their_services(monitored):
+    # Given a digits-cascade prediction (svm, maybe forest and stacker, then the rule step decide)
+    pixels = held_out(1)[0]
+    finished = monitored.api().wait(
+        monitored.api().create({"service": "digits-cascade", "input": {"pixels": pixels}})["id"], timeout=120
+    )
+    assert finished["status"] == "succeeded"
+    steps = {s["name"]: s for s in finished["steps"]}
+    # Then the ensemble's own input and output are captured under digits-cascade (its features, its label)
+    deadline = time.monotonic() + 20
+    while not [
+        r for r in captured_records(monitored, "digits-cascade") if r["eventMetadata"]["inferenceId"] == finished["id"]
+    ]:
+        assert time.monotonic() < deadline, "the ensemble was not captured"
+        time.sleep(0.3)
+    (own,) = [
+        r for r in captured_records(monitored, "digits-cascade") if r["eventMetadata"]["inferenceId"] == finished["id"]
+    ]
+    assert (
+        own["chorus"]["features"]["pixels[27]"] == pixels[27]
+        and own["chorus"]["label"] == monitored.api().download(finished)["label"]
+    )
+    assert own["captureData"]["endpointInput"]["encoding"] == "JSON"
+    # and its svm step under digits-svm, naming its parent and step; the rule step nowhere
+    svm_id = steps["svm"]["id"]
+    deadline = time.monotonic() + 20
+    while not (
+        step := [r for r in captured_records(monitored, "digits-svm") if r["eventMetadata"]["inferenceId"] == svm_id]
+    ):
+        assert time.monotonic() < deadline, "the svm step was not captured"
+        time.sleep(0.3)
+    assert step[0]["chorus"]["parentId"] == finished["id"] and step[0]["chorus"]["step"] == "svm"
+    everything = [
+        r["eventMetadata"]["inferenceId"]
+        for svc in ("digits-cascade", "digits-svm")
+        for r in captured_records(monitored, svc)
+    ]
+    assert steps["decide"]["id"] not in everything
