@@ -1,9 +1,11 @@
-"""What a function's code can reach, read statically from its `app.py` through the `chorus` package.
+"""What a function's code can reach, read statically from its handler's module through the `chorus` package.
 
 The reach is a call graph of names, not of values: starting from every top-level definition of
-`functions/<name>/app.py` (the handler and the routes its decorators register), a definition
-reaches every module-level function or class of the `chorus` package it names (`module.name`
-after `from chorus.x import module`, or `name` after `from chorus.x.module import name`), a
+the handler's module, `functions/<name>/<module>.py` (`app.py` for most; the handler and the routes
+its decorators register), a definition reaches every module-level function or class of the
+`chorus` package it names (`module.name` after `from chorus.x import module`, or `name` after
+`from chorus.x.module import name`) and of the modules of its own code folder, which Lambda puts
+first on sys.path (`import store`, `from drift import flatten` in functions/monitor), a
 class reaches everything its methods name, and naming a module runs its import-time code. Every
 branch counts, so the reach over-approximates what a run can do; the tests name the few places
 where a branch can never be taken by that function, each with its reason.
@@ -32,7 +34,7 @@ Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
 def module_path(name: str) -> Path | None:
-    """The file of a module: a package of the layer, or a function's `app` module."""
+    """The file of a module: a package of the layer, or a module of a function's code folder."""
     if name.startswith("functions."):
         path = ROOT / Path(*name.split(".")).with_suffix(".py")
         return path if path.is_file() else None
@@ -43,9 +45,20 @@ def module_path(name: str) -> Path | None:
     return None
 
 
-def app_module(code_uri: str) -> str:
-    """`functions/new_prediction` -> `functions.new_prediction.app`."""
-    return ".".join([*Path(code_uri).parts, "app"])
+def handler_module(code_uri: str, handler: str) -> str:
+    """`functions/new_prediction` and `app.handler` -> `functions.new_prediction.app`;
+    `functions/monitor` and `capture.handler` -> `functions.monitor.capture`."""
+    module, _, _ = handler.rpartition(".")
+    return ".".join([*Path(code_uri).parts, *module.split(".")])
+
+
+def _folder_module(importer: str, name: str) -> str | None:
+    """The module of the importer's own code folder that a top-level `import name` finds first
+    (Lambda puts the function's package root ahead of the layer and site-packages), if any."""
+    if not importer.startswith("functions."):
+        return None
+    candidate = f"{importer.rpartition('.')[0]}.{name}"
+    return candidate if module_path(candidate) else None
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,11 @@ def load_module(name: str) -> Module:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             assert not node.level, f"{name}: relative imports are not followed"
+            local = _folder_module(name, node.module or "")
+            if local is not None:  # `from drift import flatten` in functions/monitor
+                for alias in node.names:
+                    imports[alias.asname or alias.name] = (local, alias.name)
+                continue
             if not (node.module or "").startswith("chorus"):
                 continue
             for alias in node.names:
@@ -89,7 +107,10 @@ def load_module(name: str) -> Module:
                 imports[alias.asname or alias.name] = target
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith("chorus"):
+                local = _folder_module(name, alias.name)
+                if local is not None:  # `import store` in functions/monitor
+                    imports[alias.asname or alias.name] = (local, None)
+                elif alias.name.startswith("chorus"):
                     assert alias.asname, f"{name}: `import {alias.name}` without `as` is not followed"
                     imports[alias.asname] = (alias.name, None)
     return Module(name, tree, definitions, imports)
@@ -166,12 +187,12 @@ def settings_loaded(app: str, excluded: frozenset[str] = frozenset()) -> frozens
 
 
 def all_modules() -> list[str]:
-    """Every module of the layer package and every function's app module."""
+    """Every module of the layer package and every module of every function's code folder."""
     names = [
         ".".join(path.relative_to(PACKAGE_ROOT).with_suffix("").parts).removesuffix(".__init__")
         for path in sorted((PACKAGE_ROOT / "chorus").rglob("*.py"))
     ]
-    names += [app_module(path.parent.relative_to(ROOT).as_posix()) for path in sorted(FUNCTIONS_ROOT.glob("*/app.py"))]
+    names += [".".join(path.relative_to(ROOT).with_suffix("").parts) for path in sorted(FUNCTIONS_ROOT.glob("*/*.py"))]
     return names
 
 

@@ -21,16 +21,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / "layers" / "chorus" / "chorus"
-SOURCES = [*sorted(PACKAGE.rglob("*.py")), *sorted((ROOT / "functions").glob("*/app.py"))]
+SOURCES = [*sorted(PACKAGE.rglob("*.py")), *sorted((ROOT / "functions").glob("*/*.py"))]
 OBSERVABILITY = PACKAGE / "core" / "observability.py"
 SHARED_INSTANCE = "metrics"  # chorus.core.observability.metrics
 PER_SERVICE = "per_service"  # chorus.core.observability.per_service
+PER_FEATURE = "per_feature"  # chorus.core.observability.per_feature (the drift monitor's)
 
 
 @dataclass(frozen=True)
 class Emitted:
     shared: frozenset[str]  # on the handler's instance: dimensions {service: <application>}
     per_service: frozenset[str]  # inside `per_service`: dimensions PER_SERVICE_DIMENSIONS
+    per_feature: frozenset[str] = frozenset()  # inside `per_feature`: dimensions `service`, `feature`
 
 
 def _literal_tables(tree: ast.Module) -> dict[str, list[str]]:
@@ -64,10 +66,12 @@ def _receiver(call: ast.Call) -> str | None:
 def emitted() -> Emitted:
     shared: set[str] = set()
     scoped: set[str] = set()
+    featured: set[str] = set()
     for path in SOURCES:
         tree = ast.parse(path.read_text())
         tables = _literal_tables(tree)
         per_service_names: set[str] = set()
+        per_feature_names: set[str] = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.With):
                 for item in node.items:
@@ -75,10 +79,11 @@ def emitted() -> Emitted:
                     if (
                         isinstance(call, ast.Call)
                         and isinstance(call.func, ast.Name)
-                        and call.func.id == PER_SERVICE
+                        and call.func.id in (PER_SERVICE, PER_FEATURE)
                         and isinstance(item.optional_vars, ast.Name)
                     ):
-                        per_service_names.add(item.optional_vars.id)
+                        names = per_service_names if call.func.id == PER_SERVICE else per_feature_names
+                        names.add(item.optional_vars.id)
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
@@ -97,9 +102,13 @@ def emitted() -> Emitted:
                 shared.update(_names(node, tables, where))
             elif receiver in per_service_names:
                 scoped.update(_names(node, tables, where))
+            elif receiver in per_feature_names:
+                featured.update(_names(node, tables, where))
             else:
-                raise AssertionError(f"{where}: add_metric on {receiver!r}: neither `metrics` nor a per_service block")
-    return Emitted(frozenset(shared), frozenset(scoped))
+                raise AssertionError(
+                    f"{where}: add_metric on {receiver!r}: neither `metrics` nor a per_service or per_feature block"
+                )
+    return Emitted(frozenset(shared), frozenset(scoped), frozenset(featured))
 
 
 @cache

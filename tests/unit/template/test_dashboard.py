@@ -46,6 +46,9 @@ AWS_DIMENSIONS = {
     "AWS/Lambda": ("FunctionName", "AWS::Serverless::Function", None),
 }
 
+# Capture and drift are a service's, never a step's (a step is captured under its own service).
+SERVICE_ONLY = {"CaptureRecordsDropped", "MonitoredRecords", "DriftedFeatures"}
+PER_FEATURE_SCHEMA = ("service", "feature")  # chorus.core.observability.per_feature
 SEARCH = re.compile(r"^SEARCH\('\{(?P<schema>[^}]*)\}\s*(?P<terms>.*?)',\s*'(?P<stat>[^']+)',\s*(?P<period>\d+)\)$")
 PLACEHOLDER = re.compile(r"<<([^<>]+)>>")
 
@@ -170,6 +173,9 @@ def test_the_dashboard_names_only_metrics_the_code_emits_with_their_dimensions(
         if line.schema is None:
             assert line.name in emitted.shared, f"{line.widget}: {line.name} is not a metric the code emits"
             assert line.dimensions == (("service", application),), f"{line.widget}: {line.name} {line.dimensions}"
+        elif line.schema == PER_FEATURE_SCHEMA:
+            assert line.name in emitted.per_feature, f"{line.widget}: {line.name} is not a per-feature metric"
+            assert line.terms == "", f"{line.widget}: every feature's line, unfiltered"
         else:
             assert line.name in emitted.per_service, f"{line.widget}: {line.name} is not a per-service metric"
             # exactly `service`, or `service` and `step`: the dimension sets per_service writes
@@ -183,10 +189,17 @@ def test_every_metric_the_code_emits_is_on_the_dashboard(lines: list[Graphed]) -
     shown_shared = {line.name for line in lines if line.schema is None and not line.namespace.startswith("AWS/")}
     per_service = {line.name for line in lines if line.schema == dimensions[:1]}
     per_step = {line.name for line in lines if line.schema == dimensions}
+    per_feature = {line.name for line in lines if line.schema == PER_FEATURE_SCHEMA}
     assert shown_shared == emitted.shared
     assert per_service == emitted.per_service - {"PredictionsSkipped"}  # only steps are skipped
     # the steps: their outcomes and how long they ran (a step waits for its ensemble, not for input)
-    assert per_step == emitted.per_service - {"PredictionsExpired", "PredictionsSubmitted", "PredictionWaitSeconds"}
+    assert per_step == emitted.per_service - {
+        "PredictionsExpired",
+        "PredictionsSubmitted",
+        "PredictionWaitSeconds",
+        *SERVICE_ONLY,
+    }
+    assert per_feature == emitted.per_feature
 
 
 def test_the_issue_metrics_are_what_the_code_emits_per_service() -> None:

@@ -51,7 +51,8 @@ ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = ROOT / "template.yaml"
 STATE_MACHINES = ROOT / "statemachines"
 
-__all__ = ["TEMPLATE", "WILDCARD_EXCEPTIONS", "as_list"]  # shared with test_transformed_template.py
+# shared with test_transformed_template.py
+__all__ = ["NO_ON_FAILURE_DESTINATION", "TEMPLATE", "WILDCARD_EXCEPTIONS", "as_list"]
 
 # --- the intent, as tables ----------------------------------------------------------------------
 
@@ -64,7 +65,8 @@ GLOBAL_ENVIRONMENT = {
 }
 
 # The settings classes (chorus.core.settings) each function's code loads, as traced from its
-# app.py; test_function_settings_table_is_what_the_code_loads checks this against the code.
+# handler's module (app.py but for the capture transformation's capture.py);
+# test_function_settings_table_is_what_the_code_loads checks this against the code.
 FUNCTION_SETTINGS = {
     "NewPredictionFunction": {
         "TableSettings",
@@ -95,7 +97,12 @@ FUNCTION_SETTINGS = {
         "DeliveryQueueSettings",
         "DeadLetterSettings",
     },
-    "NotificationsFunction": {"TableSettings", "DeliveryQueueSettings", "RegistrySettings"},
+    "NotificationsFunction": {
+        "TableSettings",
+        "DeliveryQueueSettings",
+        "RegistrySettings",
+        "CaptureSettings",  # a finished prediction its service captures goes to the capture stream
+    },
     "GetTransformCallFunction": {
         "TableSettings",
         "PayloadSettings",
@@ -115,6 +122,9 @@ FUNCTION_SETTINGS = {
         "TenantsSettings",  # the tenant's signing secrets and allow-lists
     },
     "AuthorizerFunction": {"TokensSettings"},  # finds and touches tokens
+    # The capture transformation reads the objects each product line names, bucket included: no settings.
+    "CaptureFunction": set(),
+    "MonitorFunction": {"PayloadSettings", "RegistrySettings"},  # capture, baselines, reports; which services capture
 }
 
 # The variables each function is given: the required fields of its settings, and the optional
@@ -145,7 +155,7 @@ FUNCTION_ENVIRONMENT = {
         "DELIVERY_QUEUE_URL",
         "UPLOAD_DLQ_ARN",
     },
-    "NotificationsFunction": {"PREDICTIONS_TABLE", "DELIVERY_QUEUE_URL", "REGISTRY_FILE"},
+    "NotificationsFunction": {"PREDICTIONS_TABLE", "DELIVERY_QUEUE_URL", "REGISTRY_FILE", "CAPTURE_STREAM"},
     "GetTransformCallFunction": {
         "PREDICTIONS_TABLE",
         "PAYLOADS_BUCKET",
@@ -168,6 +178,8 @@ FUNCTION_ENVIRONMENT = {
         "SENDER_EMAIL",
     },
     "AuthorizerFunction": {"TOKENS_TABLE"},
+    "CaptureFunction": set(),
+    "MonitorFunction": {"PAYLOADS_BUCKET", "REGISTRY_FILE"},
 }
 
 # The one value each variable has, whichever function it is given to (PAYLOADS_BUCKET: the bucket's name).
@@ -192,9 +204,11 @@ ENVIRONMENT_VALUES: dict[str, Any] = {
     "TOKENS_TABLE": {"Ref": "TokensTable"},
     "AUDIT_TABLE": {"Ref": "AuditTable"},
     "MAX_WAITS_PER_TENANT": {"Ref": "MaxWaitsPerTenant"},
+    "CAPTURE_STREAM": {"Ref": "CaptureStream"},  # a delivery stream's Ref is its name, which PutRecord takes
 }
 
 # What each AWS-calling definition of the code needs: (action, target) as iam_policies.targets names them.
+MISSING_IS_NO_SUCH_KEY = ("s3:ListBucket", "PayloadsBucket")  # see the data capture entries
 AWS_CALLS: dict[str, set[tuple[str, str]]] = {
     "chorus.adapters.predictions.find": {("dynamodb:GetItem", "PredictionsTable")},
     "chorus.adapters.predictions.children": {("dynamodb:Query", "PredictionsTable")},  # index by-parent
@@ -246,6 +260,16 @@ AWS_CALLS: dict[str, set[tuple[str, str]]] = {
         ("apigateway:DELETE", "apigateway:/usageplans/*/keys/*"),
         ("apigateway:DELETE", "apigateway:/apikeys/*"),
     },
+    # Data capture and drift monitoring (the key layout: chorus.adapters.monitoring). A GetObject of a
+    # missing key answers NoSuchKey only to a caller that may also s3:ListBucket the bucket, and
+    # AccessDenied otherwise; these readers turn NoSuchKey into "none" (an expired payload, a service
+    # without a baseline or a report yet), so they need the ListBucket too.
+    "chorus.adapters.capture.put": {("firehose:PutRecord", "CaptureStream")},
+    "chorus.adapters.monitoring.read_document": {("s3:GetObject", "PayloadsBucket"), MISSING_IS_NO_SUCH_KEY},
+    "chorus.adapters.monitoring.write_document": {("s3:PutObject", "PayloadsBucket")},
+    "functions.monitor.store.read_object": {("s3:GetObject", "PayloadsBucket"), MISSING_IS_NO_SUCH_KEY},
+    "functions.monitor.store.capture_keys": {("s3:ListBucket", "PayloadsBucket")},  # ListObjectsV2
+    "functions.monitor.store._write_json": {("s3:PutObject", "PayloadsBucket")},
     # Powertools idempotency: get, put (conditional), update and delete of its own records.
     "functions.new_prediction.app._submit_once": {
         (f"dynamodb:{verb}", "IdempotencyTable") for verb in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")
@@ -270,7 +294,8 @@ PREDICTIONS_FORBIDDEN = ("dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:Batch
 # need GenerateDataKey and Decrypt, receivers Decrypt; SNS publishers both; an S3 PutObject
 # GenerateDataKey, a GetObject (a presigned GET included) Decrypt; DynamoDB decrypts the table key
 # with the caller's credentials for every item action. HeadObject is granted by s3:GetObject and so
-# counts as a read here, although it decrypts nothing.
+# counts as a read here, although it decrypts nothing. A Firehose PutRecord needs nothing of the key:
+# a CUSTOMER_MANAGED_CMK stream encrypts with the grant Firehose creates on the key for itself.
 KEY_USES: dict[str, tuple[str, frozenset[str]]] = {
     "sqs:SendMessage": ("sqs", frozenset({"kms:GenerateDataKey", "kms:Decrypt"})),
     "sqs:ReceiveMessage": ("sqs", frozenset({"kms:Decrypt"})),
@@ -357,7 +382,10 @@ def tool_env() -> dict[str, str]:
 
 
 def app_of(template: dict[str, Any], function: str) -> str:
-    return iam_code.app_module(str(template["Resources"][function]["Properties"]["CodeUri"]))
+    """The module of a function's handler: `functions.<folder>.app`, or the module its Handler names."""
+    resource = template["Resources"][function]
+    handler = str(function_property(template, resource, "Handler"))
+    return iam_code.handler_module(str(resource["Properties"]["CodeUri"]), handler)
 
 
 def never_taken(function: str) -> frozenset[str]:
@@ -517,12 +545,22 @@ def test_every_log_group_has_retention(template: dict[str, Any]) -> None:
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
 
 
-def test_every_function_uses_app_handler_and_an_existing_code_folder(template: dict[str, Any]) -> None:
+def test_every_function_handler_is_a_handler_of_a_module_of_its_existing_code_folder(template: dict[str, Any]) -> None:
+    handlers = []
     for name, function in functions(template).items():
-        assert function_property(template, function, "Handler") == "app.handler", name
         code = ROOT / function["Properties"]["CodeUri"]
         assert code.is_dir(), f"{name}: CodeUri {code} does not exist"
         assert str(function["Properties"]["CodeUri"]).startswith("functions/"), name
+        # app.handler, or the `handler` of another module of the same folder (the capture
+        # transformation shares the monitor's package, and numpy/scipy/Pillow with it)
+        handler = str(function_property(template, function, "Handler"))
+        module, _, attribute = handler.rpartition(".")
+        assert re.fullmatch(r"[a-z_]+", module) and attribute == "handler", f"{name}: Handler {handler}"
+        assert (code / f"{module}.py").is_file(), f"{name}: no {module}.py in {code}"
+        definition = iam_code.load_module(app_of(template, name)).definitions.get("handler")
+        assert isinstance(definition, ast.FunctionDef), f"{name}: {module}.py defines no top-level handler"
+        handlers.append((str(function["Properties"]["CodeUri"]), handler))
+    assert len(handlers) == len(set(handlers)), "two functions run the same handler"
 
 
 def test_functions_share_the_layer_runtime_and_tracing(template: dict[str, Any]) -> None:
@@ -762,13 +800,28 @@ def asynchronously_invoked(template: dict[str, Any]) -> set[str]:
     return found
 
 
+# Asynchronously invoked functions whose invocations that fail for good are dropped on purpose, with why.
+NO_ON_FAILURE_DESTINATION = {
+    # EventBridge Scheduler's runs: a failed run is alarmed (its Errors alarm) and the next run
+    # judges the next window; a dead letter would hold only a schedule's fixed input, nothing to replay.
+    "MonitorFunction": "a failed scheduled run is alarmed and the next run judges the next window",
+}
+
+
 def test_every_asynchronously_invoked_function_has_an_on_failure_destination(template: dict[str, Any]) -> None:
     queues = resources_of(template, "AWS::SQS::Queue")
     invoked = asynchronously_invoked(template)
     assert "NotificationsFunction" in invoked
+    assert set(NO_ON_FAILURE_DESTINATION) <= invoked
     for name in invoked:
         config = template["Resources"][name]["Properties"]["EventInvokeConfig"]
         assert 0 <= int(config["MaximumRetryAttempts"]) <= 2, name
+        if name in NO_ON_FAILURE_DESTINATION:
+            # not retried, no destination, and its errors alarmed
+            assert int(config["MaximumRetryAttempts"]) == 0, name
+            assert "DestinationConfig" not in config, name
+            assert len(alarms_on(template, "AWS/Lambda", "Errors", "FunctionName", {"Ref": name})) == 1, name
+            continue
         on_failure = config["DestinationConfig"]["OnFailure"]
         assert on_failure["Type"] == "SQS", name
         assert getatt_arn(on_failure["Destination"]) in queues, name
@@ -1603,18 +1656,34 @@ def test_every_function_may_use_the_key_exactly_as_its_calls_need_through_the_se
     assert key_grants(template, function) == needs
 
 
-def test_state_machines_and_endpoint_roles_may_use_the_key_exactly_as_their_other_grants_need(
+# Service roles that write to S3 in parts: completing a multipart upload encrypted with SSE-KMS
+# needs kms:Decrypt as well as kms:GenerateDataKey (AWS's documentation), each with the reason.
+MULTIPART_WRITERS = {
+    "CaptureDeliveryRole": "Firehose writes its batches (64 MB and more) to S3 as multipart uploads",
+}
+
+
+def test_state_machines_endpoint_and_service_roles_may_use_the_key_exactly_as_their_other_grants_need(
     template: dict[str, Any],
 ) -> None:
-    owners = [*resources_of(template, "AWS::Serverless::StateMachine"), "SageMakerEndpointPolicy"]
+    owners = [
+        *resources_of(template, "AWS::Serverless::StateMachine"),
+        "SageMakerEndpointPolicy",
+        *MULTIPART_WRITERS,
+    ]
     for owner in owners:
         uses = {(action, target) for action, target, _ in granted(template, owner) if not action.startswith("kms:")}
-        assert key_grants(template, owner) == key_needs_of(template, uses), owner
+        needs = key_needs_of(template, uses)
+        if owner in MULTIPART_WRITERS and "s3" in needs.get("kms:GenerateDataKey", set()):
+            needs.setdefault("kms:Decrypt", set()).add("s3")
+        assert key_grants(template, owner) == needs, owner
     # The endpoints read inputs, write outputs (SSE-KMS) and publish results with their own role
     assert key_grants(template, "SageMakerEndpointPolicy") == {
         "kms:Decrypt": {"s3", "sns"},
         "kms:GenerateDataKey": {"s3", "sns"},
     }
+    # Firehose writes the capture batches (and failed records) to the encrypted bucket, through S3 only
+    assert key_grants(template, "CaptureDeliveryRole") == {"kms:Decrypt": {"s3"}, "kms:GenerateDataKey": {"s3"}}
 
 
 # --- stage prefixes -----------------------------------------------------------------------------
@@ -1732,6 +1801,7 @@ def test_sam_build_succeeds(template: dict[str, Any], tmp_path: Path) -> None:
     assert (layer / "pydantic").is_dir()
     assert (layer / "aws_lambda_powertools").is_dir()
     assert list((layer / "pydantic_core").glob("_pydantic_core.*aarch64-linux-gnu.so"))
-    # And every function's package holds its handler
-    for name in functions(template):
-        assert (build / name / "app.py").is_file(), name
+    # And every function's package holds its handler's module
+    for name, function in functions(template).items():
+        module = str(function_property(template, function, "Handler")).rpartition(".")[0]
+        assert (build / name / f"{module}.py").is_file(), name

@@ -31,7 +31,7 @@ SCOPE_ROUTES: dict[Scope, tuple[str, ...]] = {
     Scope.ADMIN: ("*/*",),  # every method of every route
 }
 # The routes only `admin` reaches (through its `*/*`): no other scope's route may match them.
-ADMIN_ONLY_ROUTES = ("POST/webhooks/secret/rotate",)
+ADMIN_ONLY_ROUTES = ("POST/webhooks/secret/rotate", "GET/services/*/monitoring")
 
 
 class Refused(Exception):
