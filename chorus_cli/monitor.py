@@ -143,8 +143,8 @@ def add_commands(admin: Any, common: list[argparse.ArgumentParser], listing: arg
     now = monitor.add_parser(
         "run",
         parents=[*common, listing],
-        help="judge a window of captured predictions now and print the report (default: the last full hour; "
-        "--since alone: until now)",
+        help="judge a window of captured predictions now and print the report (default: the last full hour "
+        "Firehose has delivered, as the schedule does; --since alone: until now)",
     )
     now.add_argument("service", metavar="SERVICE", help=_SERVICE_HELP)
     now.add_argument("--since", type=moment, metavar="ISO", help="the window's start")

@@ -1,6 +1,7 @@
 """monitor: the scheduled drift run over captured predictions, and an operator's baselines.
 
-    {"action": "run", "service"?: name, "since"?: ISO 8601, "until"?: ISO 8601, "windowMinutes"?: 60}
+    {"action": "run", "service"?: name, "since"?: ISO 8601, "until"?: ISO 8601, "windowMinutes"?: 60,
+     "bufferSeconds"?: the capture stream's buffering interval, 60}
     {"action": "baseline", "service": name, "dataKey": "baselines/<service>/data.jsonl"}
 
 A bad event raises InvalidEvent (a ValueError) naming what is wrong; so does an unknown service.
@@ -35,6 +36,8 @@ class RunEvent(_Event):
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
     window_minutes: Annotated[int, Field(alias="windowMinutes", ge=1, le=7 * 24 * 60)] = 60
+    # Without since and until: how long after a window's end its last records may reach S3.
+    buffer_seconds: Annotated[int, Field(alias="bufferSeconds", ge=0, le=900)] = 60
 
     @model_validator(mode="after")
     def _window_complete(self) -> RunEvent:
@@ -77,7 +80,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if request.since is not None and request.until is not None:
         window = monitor.Window(request.since, request.until)
     else:
-        window = monitor.last_full_window(now, request.window_minutes)
+        window = monitor.settled_window(now, request.window_minutes, request.buffer_seconds)
     services = monitor.services_to_monitor(request.service)
     logger.info("monitoring", extra={"services": services, **window.as_dict()})
     return {"reports": [monitor.run(service, window, now) for service in services]}

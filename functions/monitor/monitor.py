@@ -2,11 +2,14 @@
 made from reference data.
 
 A window is `[since, until)` of the records' inference times. The scheduled run judges the last
-full `windowMinutes` window aligned to the epoch: with 60, a run at 13:05 (or 13:59) judges
-12:00-13:00. Schedule it a quarter past, so Firehose (whose buffering interval is at most 900 s)
-has delivered the window's records before they are read. A record is read from the hourly
-prefixes of its arrival, which is up to that interval after its inference time, so the hours read
-run to `until` plus that lag. Firehose delivers at least once: records are deduplicated by eventId.
+full `windowMinutes` window aligned to the epoch whose records have all arrived: one that ended at
+least the capture stream's buffering interval (`bufferSeconds`, the stack's CaptureBufferSeconds)
+plus DELIVERY_MARGIN before the run. With 60 and the default 60 s buffer, a run at 13:05 (or 13:59)
+judges 12:00-13:00 and a run at 13:01 judges 11:00-12:00: a `rate(1 hour)` schedule, whatever
+minute it fires at, judges every hour once and never a window whose last records are still in
+Firehose's buffer. A record is read from the hourly prefixes of its arrival, which is up to the
+buffering interval (at most 900 s) after its inference time, so the hours read run to `until` plus
+that lag. Firehose delivers at least once: records are deduplicated by eventId.
 
 `evaluate` is pure (records in, report out), so the statistics can run over in-memory records;
 `run` and `make_baseline` add the bucket (store.py) and the metrics (measures.py).
@@ -30,6 +33,8 @@ import measures
 import store
 
 ARRIVAL_LAG = timedelta(seconds=900)  # Firehose's longest buffering interval
+# After its buffering interval, Firehose still runs the transformation and writes to S3.
+DELIVERY_MARGIN = timedelta(seconds=120)
 CHECK_TYPES = {"missing_fraction": "completeness_check"}  # SageMaker's names; the others drift
 Baseline = tuple[dict[str, Any], dict[str, Any]]  # statistics.json, constraints.json
 
@@ -58,9 +63,10 @@ class Window:
         return {"since": iso(self.since), "until": iso(self.until)}
 
 
-def last_full_window(now: datetime, minutes: int) -> Window:
-    """The last `minutes` window, aligned to the epoch, that has ended by `now` (floored to it)."""
-    elapsed = int(now.timestamp()) // 60
+def last_full_window(now: datetime, minutes: int, settle: timedelta = timedelta(0)) -> Window:
+    """The last `minutes` window, aligned to the epoch, that ended by `now - settle` (floored to
+    the minute)."""
+    elapsed = int((now - settle).timestamp()) // 60
     until = datetime.fromtimestamp((elapsed - elapsed % minutes) * 60, UTC)
     return Window(until - timedelta(minutes=minutes), until)
 
@@ -157,6 +163,11 @@ def constraint_violations(violations: Iterable[Mapping[str, Any]]) -> dict[str, 
 
 
 # --- with the bucket ------------------------------------------------------------------------------
+
+
+def settled_window(now: datetime, minutes: int, buffer_seconds: int) -> Window:
+    """The scheduled run's window: the last full one whose records Firehose has delivered."""
+    return last_full_window(now, minutes, timedelta(seconds=buffer_seconds) + DELIVERY_MARGIN)
 
 
 def services_to_monitor(service: str | None) -> list[str]:

@@ -174,7 +174,7 @@ def test_the_scheduled_run_judges_every_capturing_service_over_the_last_full_win
 
     capturing = [s.name for s in get_registry().services if getattr(s, "capture", None) is not None]
     assert [r["service"] for r in reports] == capturing and "uncaptured" not in capturing
-    window = package.monitor.last_full_window(datetime.now(UTC), 60)
+    window = package.monitor.settled_window(datetime.now(UTC), 60, 60)
     assert reports[0]["window"] == window.as_dict() or reports[0]["window"]["until"] < window.as_dict()["until"]
 
 
@@ -194,6 +194,24 @@ def test_last_full_window_ends_at_now_floored_to_the_window(package, now, minute
 
 
 @pytest.mark.parametrize(
+    ("now", "buffer_seconds", "since", "until"),
+    [
+        # 60 s of Firehose buffering and 120 s to transform and write: a window settles 3 minutes after its end
+        ("2026-12-03T13:05:00", 60, "2026-12-03T12:00:00", "2026-12-03T13:00:00"),
+        ("2026-12-03T13:03:00", 60, "2026-12-03T12:00:00", "2026-12-03T13:00:00"),
+        ("2026-12-03T13:02:59", 60, "2026-12-03T11:00:00", "2026-12-03T12:00:00"),
+        ("2026-12-03T13:16:00", 900, "2026-12-03T11:00:00", "2026-12-03T12:00:00"),
+        ("2026-12-03T13:17:00", 900, "2026-12-03T12:00:00", "2026-12-03T13:00:00"),
+    ],
+)
+def test_the_scheduled_window_is_the_last_one_firehose_has_delivered(package, now, buffer_seconds, since, until):
+    # Whatever minute an hourly schedule fires at, consecutive runs judge consecutive hours, and
+    # never one whose last records may still be in the capture stream's buffer
+    window = package.monitor.settled_window(datetime.fromisoformat(now).replace(tzinfo=UTC), 60, buffer_seconds)
+    assert (window.since.isoformat(), window.until.isoformat()) == (f"{since}+00:00", f"{until}+00:00")
+
+
+@pytest.mark.parametrize(
     ("event", "fragment"),
     [
         ({"action": "sleep"}, "action"),
@@ -201,6 +219,7 @@ def test_last_full_window_ends_at_now_floored_to_the_window(package, now, minute
         ({"action": "run", "since": "2026-12-03T13:00:00Z", "until": "2026-12-03T12:00:00Z"}, "before until"),
         ({"action": "run", "since": "2026-12-03T12:00:00", "until": "2026-12-03T13:00:00"}, "timezone"),
         ({"action": "run", "windowMinutes": 0}, "windowMinutes"),
+        ({"action": "run", "bufferSeconds": 901}, "bufferSeconds"),
         ({"action": "run", "colour": "red"}, "colour"),
         ({"action": "baseline", "service": "digits-svm"}, "dataKey"),
     ],
