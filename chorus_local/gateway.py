@@ -11,11 +11,18 @@ middleware sits in front of it and takes over what moto cannot run without Docke
   `lambda` protocol (moto would hand those to its Docker-based Lambda backend).
 - `/_local/calls` (counted calls), `/_local/faults` (injected AWS errors) and `/_local/workers`
   (the Lambda worker processes): what benchmarks and the fault-injection suite look at and steer.
+- `/_local/emails`: the e-mails SES accepted (SendEmail, SendRawEmail, SES v2 SendEmail), oldest
+  first, each also logged with its text so a developer sees the links it carries; `DELETE` clears
+  them. They are read from the requests moto answered 200, because moto keeps only the HTML body
+  of an e-mail that has both (moto/ses/responses.py).
 Everything else goes to moto unchanged.
 """
 
 from __future__ import annotations
 
+import base64
+import email
+import email.policy
 import io
 import json
 import logging
@@ -24,6 +31,9 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
@@ -44,6 +54,7 @@ LOCAL_ACCOUNT_ID = "123456789012"
 TEST_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations/?$")
 _SNS_PATH = re.compile(r"^/_local/sns/(?P<function>[^/]+)/?$")
+_SESV2_SEND_PATH = "/v2/email/outbound-emails"
 # Lambda's documented payload limits: 6 MB for synchronous, 256 KB for asynchronous invocations.
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 ASYNC_PAYLOAD_LIMIT = 256 * 1024
@@ -170,6 +181,118 @@ class Faults:
         return None
 
 
+class Mailbox:
+    """The e-mails SES accepted, oldest first: `GET /_local/emails` reads them, `DELETE` clears them.
+
+    Each is `{"id", "from", "to": [every recipient], "subject", "text", "html", "sentAt"}`; `text`
+    or `html` is null when the e-mail has no such part."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._emails: list[dict[str, Any]] = []
+
+    def record(self, sent: dict[str, Any]) -> None:
+        with self._lock:
+            self._emails.append(sent)
+        # The links an e-mail carries (approvals, say) are in its text: show it to the developer.
+        body = sent["text"] if sent["text"] is not None else sent["html"]
+        log.info("e-mail to %s: %s\n%s", ", ".join(sent["to"]), sent["subject"], body or "")
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(sent) for sent in self._emails]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._emails.clear()
+
+
+def _sent_email(path: str, request_body: bytes, answer: bytes) -> dict[str, Any]:
+    """The e-mail an SES send request carried, with the MessageId moto answered."""
+    if path.rstrip("/") == _SESV2_SEND_PATH:
+        params = json.loads(request_body or b"{}")
+        destination = params.get("Destination", {})
+        recipients = [
+            *destination.get("ToAddresses", []),
+            *destination.get("CcAddresses", []),
+            *destination.get("BccAddresses", []),
+        ]
+        message_id = str(json.loads(answer).get("MessageId", ""))
+        content = params.get("Content", {})
+        if "Raw" in content:
+            raw = base64.b64decode(content["Raw"]["Data"])
+            return _raw_email(message_id, params.get("FromEmailAddress"), recipients, raw)
+        simple = content.get("Simple", {})
+        body = simple.get("Body", {})
+        return _email(
+            message_id,
+            str(params.get("FromEmailAddress", "")),
+            recipients,
+            str(simple.get("Subject", {}).get("Data", "")),
+            body.get("Text", {}).get("Data"),
+            body.get("Html", {}).get("Data"),
+        )
+    form = dict(parse_qsl(request_body.decode("utf-8", "replace"), keep_blank_values=True))
+    match = re.search(r"<MessageId>([^<]*)</MessageId>", answer.decode("utf-8", "replace"))
+    message_id = match.group(1) if match else ""
+    if form.get("Action") == "SendRawEmail":
+        raw = base64.b64decode(form.get("RawMessage.Data", ""))
+        return _raw_email(message_id, form.get("Source"), _members(form, "Destinations"), raw)
+    recipients = [
+        address
+        for kind in ("ToAddresses", "CcAddresses", "BccAddresses")
+        for address in _members(form, f"Destination.{kind}")
+    ]
+    return _email(
+        message_id,
+        form.get("Source", ""),
+        recipients,
+        form.get("Message.Subject.Data", ""),
+        form.get("Message.Body.Text.Data"),
+        form.get("Message.Body.Html.Data"),
+    )
+
+
+def _members(form: Mapping[str, str], name: str) -> list[str]:
+    """A query-protocol list: `name.member.1`, `name.member.2`..., in order."""
+    prefix = f"{name}.member."
+    numbered = [(int(key.removeprefix(prefix)), value) for key, value in form.items() if key.startswith(prefix)]
+    return [value for _, value in sorted(numbered)]
+
+
+def _raw_email(message_id: str, source: str | None, destinations: list[str], raw: bytes) -> dict[str, Any]:
+    """Parse a raw MIME e-mail: its text and HTML bodies, and every recipient named by the
+    Destinations parameter or the To/Cc/Bcc headers (SES sends to both)."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    headers = [str(value) for name in ("to", "cc", "bcc") for value in message.get_all(name, [])]
+    recipients = list(dict.fromkeys([*destinations, *(address for _, address in getaddresses(headers) if address)]))
+    text, html = (message.get_body(preferencelist=(kind,)) for kind in ("plain", "html"))
+    return _email(
+        message_id,
+        source or str(message.get("from", "")),
+        recipients,
+        str(message.get("subject", "")),
+        text.get_content() if isinstance(text, EmailMessage) else None,
+        html.get_content() if isinstance(html, EmailMessage) else None,
+    )
+
+
+def _email(
+    message_id: str, source: str, to: list[str], subject: str, text: str | None, html: str | None
+) -> dict[str, Any]:
+    sent_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {
+        "id": message_id,
+        "from": source,
+        "to": to,
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "sentAt": sent_at,
+    }
+
+
 def _attempt(environ: Mapping[str, Any]) -> int:
     """Which try of a call this is, from botocore's `amz-sdk-request: attempt=N; max=M`."""
     match = re.search(r"attempt=(\d+)", str(environ.get("HTTP_AMZ_SDK_REQUEST", "")))
@@ -207,11 +330,21 @@ def _caller(environ: Mapping[str, Any]) -> str:
     return "clients"
 
 
+def _buffered_body(environ: dict[str, Any]) -> bytes:
+    """Read the request body and put it back for moto."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return bytes(body)
+
+
 def _service_operation(environ: dict[str, Any]) -> tuple[str, str]:
     path = str(environ.get("PATH_INFO", ""))
     method = str(environ.get("REQUEST_METHOD", "GET"))
     if _INVOKE_PATH.match(path):
         return "lambda", "Invoke"
+    if method == "POST" and path.rstrip("/") == _SESV2_SEND_PATH:
+        return "ses", "SendEmail"  # SES v2 (rest-json), signed as "ses" like v1
     scope = _credential(environ)
     service = scope[3] if len(scope) >= 4 else "s3"
     target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
@@ -220,11 +353,8 @@ def _service_operation(environ: dict[str, Any]) -> tuple[str, str]:
     if path.startswith("/endpoints/"):
         return "sagemaker", "InvokeEndpointAsync" if path.endswith("async-invocations") else "InvokeEndpoint"
     if str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded"):
-        # Query-protocol services (SNS, SES): the operation is the form's Action. Read the body
-        # and put it back for moto.
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(body)
+        # Query-protocol services (SNS, SES): the operation is the form's Action.
+        body = _buffered_body(environ)
         action = dict(parse_qsl(body.decode("utf-8", "replace"))).get("Action")
         if action:
             return service, action
@@ -235,6 +365,7 @@ def _service_operation(environ: dict[str, Any]) -> tuple[str, str]:
 
 
 _FIREHOSE_PUT = "Firehose_20150804.PutRecord"  # and PutRecordBatch
+_SES_SENDS = {("ses", "SendEmail"), ("ses", "SendRawEmail")}
 
 
 def _lambda_error(status: int, error_type: str, message: str) -> Response:
@@ -263,6 +394,7 @@ class AwsGateway:
         self._schedules: Schedules | None = None
         self.calls = CallLog()
         self.faults = Faults()
+        self.emails = Mailbox()
 
     def attach_sagemaker(self, handler: SageMakerHandler) -> None:
         """Route SageMaker runtime calls once the runtime exists (it starts after provisioning)."""
@@ -292,6 +424,11 @@ class AwsGateway:
                 self.faults.add(list(json.loads(Request(environ).get_data() or b"{}").get("rules", [])))
             response = Response(json.dumps({"rules": self.faults.snapshot()}), content_type="application/json")
             return response(environ, start_response)
+        if path == "/_local/emails":
+            if method == "DELETE":
+                self.emails.clear()
+            response = Response(json.dumps({"emails": self.emails.snapshot()}), content_type="application/json")
+            return response(environ, start_response)
         if path.startswith("/_local/schedules"):
             return self._schedules_route(path, method)(environ, start_response)
         if path == "/_local/workers":
@@ -303,6 +440,8 @@ class AwsGateway:
             rule = self.faults.match(_caller(environ), service, operation, _attempt(environ))
             if rule is not None:
                 return _fault_response(environ, rule)(environ, start_response)
+            if (service, operation) in _SES_SENDS:
+                return self._ses_send(environ)(environ, start_response)
         if method == "POST" and (match := _INVOKE_PATH.match(path)):
             response = self._invoke(Request(environ), unquote(match["name"]))
         elif method == "POST" and (match := _SNS_PATH.match(path)):
@@ -327,6 +466,14 @@ class AwsGateway:
             return Response(json.dumps(answer), status=status, content_type="application/json")
         request_id = self._schedules.fire(schedule)
         return Response(json.dumps({"fired": schedule.name, "requestId": request_id}), content_type="application/json")
+
+    def _ses_send(self, environ: dict[str, Any]) -> Response:
+        """Pass an SES send to moto and keep the e-mail if moto accepted it."""
+        body = _buffered_body(environ)
+        response = Response.from_app(self._moto_app, environ, buffered=True)
+        if response.status_code == 200:
+            self.emails.record(_sent_email(str(environ.get("PATH_INFO", "")), body, response.get_data()))
+        return response
 
     def _firehose_call(self, request: Request) -> Response:
         assert self._firehose is not None
