@@ -13,6 +13,12 @@ $(STAMP): requirements-dev.txt layers/chorus/requirements.txt pyproject.toml cli
 	$(PY) -m pip install --quiet --no-deps -e ./client  # chorus_client; its dependencies are pinned in requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .  # the `chorus` command
 	npm ci --prefix examples --no-audit --no-fund --silent  # the Node.js webhook receiver example (tests run it)
+	# Browser tests drive Debian's chromium through its chromedriver (tests/support/browser.py).
+	@if [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo 'installing chromium and chromium-driver for the browser tests'; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	else echo 'browser tests need chromium and chromium-driver (apt-get install chromium chromium-driver as root); they will be skipped'; fi
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
