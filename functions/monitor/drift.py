@@ -71,11 +71,36 @@ def flatten(document: Any, prefix: str = "") -> dict[str, float | str]:
     return found
 
 
+class Columns:
+    """Feature rows gathered straight into columns, so a window's rows are never all held as dicts
+    (a 64-feature dict costs several times its values); a feature a row lacks is None there."""
+
+    def __init__(self) -> None:
+        self._columns: dict[str, list[Any]] = {}
+        self.count = 0
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        for name, value in row.items():
+            column = self._columns.get(name)
+            if column is None:
+                column = self._columns[name] = [None] * self.count
+            column.append(value)
+        self.count += 1
+        if len(row) < len(self._columns):
+            for column in self._columns.values():
+                if len(column) < self.count:
+                    column.append(None)
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        return {name: self._columns[name] for name in sorted(self._columns)}
+
+
 def columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
     """Feature rows as columns; a feature a row lacks is None (missing) in that row."""
-    materialised = list(rows)
-    names = sorted({name for row in materialised for name in row})
-    return {name: [row.get(name) for row in materialised] for name in names}
+    gathered = Columns()
+    for row in rows:
+        gathered.add(row)
+    return gathered.as_dict()
 
 
 # --- baselines ---------------------------------------------------------------------------------------

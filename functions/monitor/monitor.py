@@ -108,7 +108,7 @@ class Selection:
 def evaluate(records: Iterable[Mapping[str, Any]], baseline: Baseline | None) -> dict[str, Any]:
     """The window's statistics and, against the baseline, its violations and every judged
     feature's measure. Records whose features cannot be read are counted, not judged."""
-    rows: list[features.Features] = []
+    gathered = drift.Columns()
     labels: list[features.Label | None] = []
     unreadable = 0
     for record in records:
@@ -117,13 +117,13 @@ def evaluate(records: Iterable[Mapping[str, Any]], baseline: Baseline | None) ->
         except features.UnreadableRecord:
             unreadable += 1
             continue
-        rows.append(row)
+        gathered.add(row)
         labels.append(label)
-    columns = drift.columns(rows)
+    columns = gathered.as_dict()
     observed = labels if any(label is not None for label in labels) else None
     if baseline is None:
         return {
-            "records": len(rows),
+            "records": gathered.count,
             "unreadableRecords": unreadable,
             "status": "no_baseline",
             "violations": [],
@@ -136,7 +136,7 @@ def evaluate(records: Iterable[Mapping[str, Any]], baseline: Baseline | None) ->
     judged = drift.report(statistics, limits, columns, observed)
     status = ("drift" if judged["violations"] else "ok") if judged["judged"] else "too_few_records"
     return {
-        "records": len(rows),
+        "records": gathered.count,
         "unreadableRecords": unreadable,
         "status": status,
         "violations": judged["violations"],
@@ -229,24 +229,24 @@ def make_baseline(service: str, data_key: str, now: datetime) -> dict[str, Any]:
     lines = store.read_lines(data_key)
     if lines is None:
         raise BaselineDataInvalid(f"no object {store.location(store.bucket(), data_key)}")
-    rows: list[features.Features] = []
+    gathered = drift.Columns()
     labels: list[features.Label | None] = []
     for number, line in enumerate(lines, start=1):
         try:
             row, label = features.from_record(json.loads(line))
         except ValueError as error:  # UnreadableRecord and JSONDecodeError are both ValueErrors
             raise BaselineDataInvalid(f"line {number} of {data_key}: {error}") from error
-        rows.append(row)
+        gathered.add(row)
         labels.append(label)
-    if not rows:
+    if not gathered.count:
         raise BaselineDataInvalid(f"{data_key} holds no records")
     observed = labels if any(label is not None for label in labels) else None
-    statistics = {"createdAt": iso(now), "records": len(rows), **drift.baseline(drift.columns(rows), observed)}
+    statistics = {"createdAt": iso(now), "records": gathered.count, **drift.baseline(gathered.as_dict(), observed)}
     constraints = drift.constraints(statistics)
     statistics_key, constraints_key = store.write_baseline(name, statistics, constraints)
     return {
         "service": name,
-        "records": len(rows),
+        "records": gathered.count,
         "features": len(statistics["features"]),
         "statisticsKey": statistics_key,
         "constraintsKey": constraints_key,

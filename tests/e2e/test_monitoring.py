@@ -224,3 +224,73 @@ def test_an_ensemble_is_captured_under_itself_and_its_model_steps_under_their_se
         for r in captured_records(monitored, svc)
     ]
     assert steps["decide"]["id"] not in everything
+
+
+def test_an_uploaded_image_is_captured_by_reference_with_the_models_own_features(monitored: RunningStack) -> None:
+    from tests.e2e.client import digit_pixels, digit_png
+
+    # Given a 64x64 PNG of a held-out digit uploaded to digits-svm
+    image, _ = digit_png(1300, size=64)
+    api = monitored.api()
+    created = api.create({"service": SERVICE, "contentType": "image/png"})
+    api.upload(created, image)
+    finished = api.wait(created["id"], timeout=120)
+    assert finished["status"] == "succeeded"
+    # Then its capture record points at the uploaded object instead of copying the image
+    deadline = time.monotonic() + 20
+    while not (
+        mine := [r for r in captured_records(monitored, SERVICE) if r["eventMetadata"]["eventId"] == created["id"]]
+    ):
+        assert time.monotonic() < deadline, "the upload was not captured"
+        time.sleep(0.3)
+    (record,) = mine
+    captured_input = record["captureData"]["endpointInput"]
+    assert captured_input["encoding"] == "S3" and captured_input["observedContentType"] == "image/png"
+    assert captured_input["data"] == record["chorus"]["inputLocation"] and captured_input["data"].startswith("s3://")
+    assert "iVBORw0KGgo" not in json.dumps(record)  # no byte of the image (base64 of the PNG signature)
+    # and carries what the monitor judges: the image's size and intensity, and the 8x8 grid the model saw
+    measured = record["chorus"]["features"]
+    assert (measured["image.width"], measured["image.height"]) == (64.0, 64.0)
+    assert 0 < measured["image.mean"] < 255 and measured["image.std"] > 0
+    pixels, _ = digit_pixels(1300)
+    assert max(abs(measured[f"pixels[{i}]"] - v) for i, v in enumerate(pixels)) <= 1.0
+    assert record["chorus"]["label"] == api.download(finished)["label"]
+
+
+def test_an_operators_baseline_is_made_from_a_file_and_judges_the_next_run(monitored: RunningStack, tmp_path) -> None:
+    # Given reference data for digits-stacker, which has no baseline at start
+    stacker = "digits-stacker"
+    before = json.loads(admin(monitored, "monitor", "run", stacker, "--json"))
+    assert before["status"] == "no_baseline" and before["baseline"] is None
+    from chorus_local.models.train import load_split
+
+    split = load_split()
+    data = tmp_path / "reference.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"features": {"p": float(v)}, "label": int(label)}) + "\n"
+            for v, label in zip(split.x_train[:200, 27], split.y_train[:200], strict=True)
+        )
+    )
+    # When an operator makes its baseline with the CLI
+    made = json.loads(admin(monitored, "monitor", "baseline", stacker, "--data", str(data), "--json"))
+    # Then statistics.json and constraints.json are stored
+    assert made["records"] == 200 and made["features"] == 1
+    s3, bucket = monitored.client("s3"), monitored.resources["PayloadsBucket"]
+    statistics = json.loads(s3.get_object(Bucket=bucket, Key=made["statisticsKey"])["Body"].read())
+    constraints = json.loads(s3.get_object(Bucket=bucket, Key=made["constraintsKey"])["Body"].read())
+    assert set(statistics["features"]["p"]) >= {
+        "count",
+        "missing",
+        "mean",
+        "std",
+        "min",
+        "max",
+        "quantiles",
+        "histogram",
+    }
+    assert sum(statistics["label"]["distribution"].values()) == 200 and constraints["features"] == ["p"]
+    # and the next run judges against it
+    after = json.loads(admin(monitored, "monitor", "run", stacker, "--json"))
+    assert after["baseline"] == {"createdAt": statistics["createdAt"], "records": 200}
+    assert after["status"] in {"too_few_records", "ok", "drift"}
