@@ -27,6 +27,10 @@ The operator's commands, with AWS credentials for the stack (or --local), `choru
     chorus admin audit --tenant NAME [--json]              (who did what, and when)
     chorus admin monitor baseline SERVICE --data FILE.jsonl   (a drift baseline from reference data)
     chorus admin monitor run SERVICE [--since ISO] [--until ISO] [--json]   (judge a window now)
+    chorus admin versions register SERVICE --endpoint NAME [--mode async|sync] [--description TEXT]
+                                   [--shadow PERCENT] [--canary PERCENT --bake MINUTES] [--expires-in HOURS]
+                                                           (starts its approval; the version id is the last line)
+    chorus admin versions list SERVICE [--json]            (status, endpoint, shares, who decided)
 
 Limits are the tenant's API Gateway usage plan: R requests per second (default 10), bursts of B
 (default 20), at most Q requests per UTC day (default: no quota); over them the API answers 429.
@@ -47,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from chorus_cli import DEFAULT_READY_FILE  # importing chorus_cli puts the layer package `chorus` on sys.path
 from chorus_cli import monitor as monitor_commands
+from chorus_cli import versions as version_commands
 from chorus_client import cli as api_commands
 
 if TYPE_CHECKING:
@@ -367,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     api_commands.add_commands(commands, ready_file=DEFAULT_READY_FILE)
     admin = commands.add_parser(
-        "admin", help="tenants, API tokens, the audit trail and drift monitoring (operators)"
+        "admin", help="tenants, API tokens, the audit trail, drift monitoring and model versions (operators)"
     ).add_subparsers(dest="resource", metavar="RESOURCE", required=True)
     common = [_target_options()]
     listing = argparse.ArgumentParser(add_help=False)
@@ -448,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--tenant", required=True, type=tenant_name, metavar="NAME")
     audit.set_defaults(run=audit_list)
     monitor_commands.add_commands(admin, common, listing)
+    version_commands.add_commands(admin, common, listing)
     return parser
 
 
@@ -476,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else target.aws(args.stack_name, args.region, args.profile)
         )
         return int(args.run(args, where))
-    except (TargetError, monitor_commands.MonitorFailed) as exc:
+    except (TargetError, monitor_commands.MonitorFailed, version_commands.VersionsUnavailable) as exc:
         return _fail(str(exc))
     except ChorusError as exc:
         return _fail(exc.message)

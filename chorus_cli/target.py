@@ -21,7 +21,13 @@ TABLES = {"TenantsTable": "TENANTS_TABLE", "TokensTable": "TOKENS_TABLE", "Audit
 REST_API = "ChorusApi"  # logical id; its physical id is the REST API id
 RESOURCES = {**TABLES, REST_API: "REST_API_ID"}
 # Only `chorus admin monitor` (chorus_cli/monitor.py) needs these: found when the stack has them.
-OPTIONAL_RESOURCES = {"PayloadsBucket": "PAYLOADS_BUCKET", "MonitorFunction": "MONITOR_FUNCTION"}
+OPTIONAL_RESOURCES = {
+    "PayloadsBucket": "PAYLOADS_BUCKET",
+    "MonitorFunction": "MONITOR_FUNCTION",
+    # Only `chorus admin versions` (chorus_cli/versions.py) needs these.
+    "VersionsTable": "VERSIONS_TABLE",
+    "ApprovalStateMachine": "APPROVAL_STATE_MACHINE_ARN",
+}
 LOCAL_REGION = "us-east-1"
 LOCAL_IDENTITY = "local"
 

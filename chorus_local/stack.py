@@ -21,7 +21,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -154,6 +154,9 @@ class LocalStack:
 
         declared = load_template(self.template_path).get("Parameters") or {}
         local = {k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in declared}
+        if "ApprovalLinkBaseUrl" in declared and self._api_server is not None:
+            # Approval e-mails link to the local API (its port is bound before provisioning for this).
+            local["ApprovalLinkBaseUrl"] = self.api_url
         return {**local, **self._overrides}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -162,6 +165,7 @@ class LocalStack:
         started = time.monotonic()
         try:
             self._start_aws()
+            self._bind_api()
             self._provision()
             self._create_api_token()
             self._start_sagemaker()
@@ -323,16 +327,28 @@ class LocalStack:
         document = _json.loads(Path(configured or PACKAGED_REGISTRY).read_text())
         return [s["name"] for s in document.get("services", []) if s.get("capture")]
 
+    def _bind_api(self) -> None:
+        """Take the API's port before provisioning, so the template's parameters can name its URL;
+        requests are answered once the REST API is built (_start_api)."""
+        self._api_server = WsgiServer(self._serve_api, self._api_port, "rest-api")
+
+    def _serve_api(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if self._rest_api is None:
+            start_response("503 Service Unavailable", [("Content-Type", "application/json")])
+            return [b'{"error": {"code": "starting", "message": "the local stack is starting"}}']
+        return self._rest_api(environ, start_response)
+
     def _start_api(self) -> None:
-        assert self.provisioned is not None and self.runtime is not None
+        assert self.provisioned is not None and self.runtime is not None and self._api_server is not None
         if self.provisioned.api is None:
             log.info("the template declares no Api events; no REST API")
+            self._api_server.stop()
+            self._api_server = None
             return
         assert self.endpoint is not None
         api = self.provisioned.api
         usage_plans = UsagePlans(self.endpoint.client("apigateway"), api.api_id, api.stage)
         self._rest_api = RestApi(api, self.runtime, usage_plans)
-        self._api_server = WsgiServer(self._rest_api, self._api_port, "rest-api")
         self._api_server.start()
 
     def stop(self) -> None:

@@ -15,9 +15,11 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 
 
 def _reset_chorus_caches() -> None:
+    from chorus.adapters import versions
     from chorus.core import clients, settings
     from chorus.model import registry
 
+    versions.forget_cached_routing()
     settings.load.cache_clear()
     clients.reset_clients()
     registry._load.cache_clear()

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUCKET = "chorus-test-payloads"
 TABLE = "chorus-test-predictions"
 IDEMPOTENCY_TABLE = "chorus-test-idempotency"
+VERSIONS_TABLE = "chorus-test-versions"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the seeded tenants' webhook signing secret
 TENANCY_TABLES = {"TenantsTable": "TENANTS_TABLE", "TokensTable": "TOKENS_TABLE", "AuditTable": "AUDIT_TABLE"}
 ALLOWED_RECIPIENTS = ("@example.com",)  # the seeded tenants may e-mail anyone at example.com
@@ -77,6 +78,13 @@ def provision() -> dict[str, str]:
         Attributes={"VisibilityTimeout": str(delivery_queue["VisibilityTimeout"])},
     )["QueueUrl"]
     boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
+    create_table("VersionsTable", VERSIONS_TABLE)
+    env["VERSIONS_TABLE"] = VERSIONS_TABLE
+    env["VERSION_CACHE_SECONDS"] = "0"  # every read sees the routing as stored
+    link_key = resource("ApprovalLinkKey")
+    env["APPROVAL_LINK_KEY_ID"] = boto3.client("kms").create_key(
+        KeySpec=link_key["KeySpec"], KeyUsage=link_key["KeyUsage"]
+    )["KeyMetadata"]["Arn"]
     return env
 
 

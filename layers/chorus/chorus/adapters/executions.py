@@ -52,6 +52,17 @@ def start(ensemble_name: str, execution_name: str, document: dict[str, Any]) -> 
     return str(response["executionArn"])
 
 
+def start_approval(execution_name: str, document: dict[str, Any]) -> str:
+    """Start a version's approval workflow (one per version: a retry finds the same execution)."""
+    arn = settings.load(settings.ApprovalWorkflowSettings).approval_state_machine_arn
+    sfn = client("stepfunctions")
+    try:
+        response = sfn.start_execution(stateMachineArn=arn, name=execution_name, input=json.dumps(document))
+    except sfn.exceptions.ExecutionAlreadyExists:
+        return arn.replace(":stateMachine:", ":execution:") + f":{execution_name}"
+    return str(response["executionArn"])
+
+
 def stop(execution_arn: str, cause: str) -> None:
     sfn = client("stepfunctions")
     try:

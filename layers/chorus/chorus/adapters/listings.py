@@ -87,6 +87,7 @@ def list_for_tenant(
         if upper is not None:
             conditions.append("createdAt <= :upper")
             values[":upper"] = {"S": upper}
+    conditions.append("attribute_not_exists(shadowOf)")  # a shadow is evidence, never shown
     if filters.service is not None:
         conditions.append("service = :service")
         values[":service"] = {"S": filters.service}

@@ -64,6 +64,18 @@ def send_email(record: PredictionRecord, callback: EmailCallback, view: dict[str
     )
 
 
+def send_mail(to: Sequence[str], subject: str, text: str, html: str | None = None) -> None:
+    """An e-mail that is not about one prediction (a model version's approval or rollback)."""
+    body: dict[str, Any] = {"Text": {"Data": text, "Charset": "UTF-8"}}
+    if html is not None:
+        body["Html"] = {"Data": html, "Charset": "UTF-8"}
+    client("ses").send_email(
+        Source=settings.load(settings.EmailSettings).sender_email,
+        Destination={"ToAddresses": list(to)},
+        Message={"Subject": {"Data": subject, "Charset": "UTF-8"}, "Body": body},
+    )
+
+
 def resume_parent(record: PredictionRecord, callback: StepFunctionsCallback, error: str = "StepFailed") -> None:
     """Finish the parent ensemble's waiting task with this step's outcome (`error` names a failure
     for the state machine's Retry and Catch). A spent token (the task already finished or timed

@@ -26,6 +26,7 @@ from chorus.model.records import (
     Status,
     StepFunctionsCallback,
 )
+from chorus.model.versions import Trial
 
 
 def _settings() -> settings.TableSettings:
@@ -58,7 +59,8 @@ def find_owned(prediction_id: str, tenant: str) -> PredictionRecord | None:
     """The prediction if it belongs to `tenant`; another tenant's is None, exactly like an unknown id
     (the same single read either way)."""
     found = find(prediction_id)
-    return found if found is not None and found.tenant == tenant else None
+    # A shadow is evidence for an approver, never an answer: to its tenant it does not exist.
+    return found if found is not None and found.tenant == tenant and found.shadow_of is None else None
 
 
 def get_owned(prediction_id: str, tenant: str) -> PredictionRecord:
@@ -135,6 +137,8 @@ def mark_running(
     lease_until: datetime | None,
     run_deadline_at: datetime | None = None,
     execution_arn: str | None = None,
+    version: str | None = None,
+    trial: Trial | None = None,
 ) -> tuple[PredictionRecord | None, bool]:
     """`queued → running` (first start), or refresh a running prediction a retry dispatched again.
 
@@ -148,6 +152,10 @@ def mark_running(
         changes["runDeadlineAt"] = iso(run_deadline_at)
     if execution_arn is not None:
         changes["executionArn"] = execution_arn
+    if version is not None:
+        changes["version"] = version
+    if trial is not None:
+        changes["trial"] = trial.model_dump()
     remove = [] if lease_until is not None else ["leaseUntil"]
     started = _transition(prediction_id, Status.RUNNING, {**changes, "startedAt": iso(utcnow())}, remove=remove)
     if started is not None:

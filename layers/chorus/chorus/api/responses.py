@@ -106,6 +106,7 @@ class Step(_Answer):
     failed_items: int | None = None
     item_errors: list[ItemError] | None = Field(None, description="The first 10 failed items' errors")
     attempts: int | None = Field(None, description="Present when the step was retried")
+    version: str | None = Field(None, description="The model version that served a model step (`v1`, `v2`…)")
     started_at: datetime | None = None
     completed_at: datetime | None = None
     duration_seconds: float | None = None
@@ -128,6 +129,7 @@ class PredictionSummary(_Answer):
     started_at: datetime | None
     completed_at: datetime | None
     deadline_at: datetime | None = Field(None, description="Present when the request set `deadlineSeconds`")
+    version: str | None = Field(None, description="The model version that served it, once dispatched (model services)")
     metadata: dict[str, JsonValue] = Field(description="As the request gave it")
     metrics: Metrics
     parent_id: str | None = Field(None, description="An ensemble step's ensemble prediction")
@@ -187,6 +189,71 @@ class Service(_Answer):
 
 class ServiceList(_Answer):
     services: list[Service]
+
+
+class EndpointAnswer(_Answer):
+    name: str
+    mode: Literal["async", "sync"]
+
+
+class SideEvidence(_Answer):
+    runs: int
+    failures: int
+    failure_rate: float | None
+    p50_ms: float | None
+    mean_ms: float | None
+
+
+class VersionEvidence(_Answer):
+    """A candidate against the live version, over its trial's predictions."""
+
+    mode: Literal["shadow", "canary"]
+    live: SideEvidence
+    candidate: SideEvidence
+    compared: int = Field(description="Predictions both versions answered with a `label`")
+    agreed: int
+    agreement_rate: float | None
+
+
+class ModelVersionAnswer(_Answer):
+    id: str = Field(description="`v1` is the registry's endpoint; later versions are registered at run time")
+    endpoint: EndpointAnswer
+    model_package_arn: str | None = None
+    description: str
+    registered_by: str
+    registered_at: datetime
+    status: Literal["pending", "approved", "canary", "live", "retired", "rejected", "expired", "rolled_back"]
+    shadow_percent: float
+    canary_percent: float
+    bake_minutes: float
+    approval_expires_at: datetime | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    comment: str | None = None
+    live_since: datetime | None = None
+    canary_started_at: datetime | None = None
+    evidence: VersionEvidence | None = Field(None, description="A shadowed candidate's evidence so far")
+
+
+class VersionEvent(_Answer):
+    """One transition of a version (the audit trail, also published on EventBridge)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="allow")
+    at: datetime
+    version: str
+    event: str = Field(
+        description="registered, shadowing, approved, rejected, canary_started, promoted, rolled_back, expired"
+    )
+    actor: str = Field(description="Who: the registering identity, the approver's address, or `workflow`")
+
+
+class ServiceDetail(Service):
+    """`GET /services/{name}`: a model service adds its live version, candidate, versions and history."""
+
+    version: str | None = Field(None, description="The live version of a model service")
+    candidate: str | None = Field(None, description="The version in trial (awaiting approval or canary), if any")
+    versions: list[ModelVersionAnswer] | None = None
+    history: list[VersionEvent] | None = None
 
 
 class CaptureSettings(_Answer):

@@ -70,6 +70,8 @@ def summary(record: PredictionRecord) -> dict[str, Any]:
     }
     if record.deadline_at:
         view["deadlineAt"] = iso(record.deadline_at)
+    if record.version:
+        view["version"] = record.version
     if record.parent_id:
         view["parentId"] = record.parent_id
         view["stepName"] = record.step_name
@@ -152,6 +154,8 @@ def _child_view(child: PredictionRecord, attempts: int = 1) -> dict[str, Any]:
     }
     if attempts > 1:
         view["attempts"] = attempts
+    if child.version:
+        view["version"] = child.version
     if child.error:
         view["error"] = child.error.model_dump()
     if child.decision:

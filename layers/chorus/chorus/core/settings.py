@@ -134,6 +134,34 @@ class EmailSettings(_Settings):
     sender_email: str
 
 
+class VersionSettings(_Settings):
+    """Model versions (the versions table). Routing is read at most once per `version_cache_seconds`
+    per service and execution environment, so a promotion reaches every function within that time."""
+
+    versions_table: str
+    version_cache_seconds: float = Field(default=10.0, ge=0, le=300)
+    evidence_ttl_days: int = Field(default=90, ge=1)
+
+
+class ApprovalSettings(_Settings):
+    """The approval workflow: who decides, how links are signed, when a canary is rolled back."""
+
+    approval_link_key_id: str  # a KMS HMAC key: approval links carry its MAC
+    approval_timeout_hours: float = Field(default=72.0, gt=0, le=24 * 365)
+    # A canary is rolled back when its failure rate exceeds the live version's by more than this.
+    canary_failure_margin: float = Field(default=0.05, ge=0, le=1)
+
+
+class ApprovalWorkflowSettings(_Settings):
+    """Where registering a version starts its approval (the CLI and the SageMaker registry hook)."""
+
+    approval_state_machine_arn: str
+
+
+class EventBusSettings(_Settings):
+    event_bus_name: str = "default"
+
+
 S = TypeVar("S", bound=_Settings)
 
 

@@ -27,7 +27,7 @@ _BUCKETS = 10_000  # sampling resolution: 0.01 %
 def declaration(record: PredictionRecord) -> CaptureDeclaration | None:
     """What the prediction's service captures. A rule step is not a service's prediction (its
     `service` is its ensemble's): its output is already in the ensemble's audit trail."""
-    if record.kind == "rule":
+    if record.kind == "rule" or record.shadow_of:  # a shadow's answer was never served
         return None
     try:
         return get_registry().get(record.service).capture
@@ -54,7 +54,7 @@ def offer(record: PredictionRecord) -> None:
         "inferenceTime": iso(record.completed_at or record.updated_at),
         "service": record.service,
         "tenant": record.tenant,
-        "version": None,  # model versions: a later issue
+        "version": record.version,
         "parentId": record.parent_id,
         "step": record.step_name,
         "input": record.input.as_dict() if declared.inputs and record.input else None,

@@ -15,11 +15,12 @@ from chorus.adapters import endpoints, executions, payloads, predictions, queues
 from chorus.core.clock import utcnow
 from chorus.core.errors import ChorusError, DispatchFailed, EndpointError
 from chorus.core.observability import logger
-from chorus.domain import callbacks, results
+from chorus.domain import callbacks, results, versions
 from chorus.model.content import JSON, SYNC_PAYLOAD_LIMIT, normalize
 from chorus.model.plan import run_limit_seconds, step_timeouts
 from chorus.model.records import CallbackEvent, ErrorDetail, PredictionRecord, S3Location, Status
 from chorus.model.registry import ServiceDefinition, get_registry
+from chorus.model.versions import Route, Trial
 
 DISPATCH_LEASE_CAP_SECONDS = 300
 DISPATCH_LEASE_MARGIN_SECONDS = 60
@@ -117,16 +118,44 @@ def _dispatch(record: PredictionRecord, service: ServiceDefinition) -> None:
         if running is not None:
             queues.schedule_deadline(record.id, run_deadline)
         return
-    assert service.endpoint is not None
-    if service.endpoint.mode == "async":
-        endpoints.invoke_async(service.endpoint.name, record.id, record.input, _time_left(record, service))
-        if _mark_running(record, None, run_deadline) is not None:
+    served = versions.route_for(service, record.id)
+    _serve(record, service, served, run_deadline)
+    if served.shadow is not None:
+        _shadow(record, service, served, run_deadline)
+
+
+def _serve(record: PredictionRecord, service: ServiceDefinition, served: Route, run_deadline: datetime) -> None:
+    """Run a model prediction on the endpoint of the version its route names."""
+    assert record.input is not None
+    endpoint = served.serving.endpoint
+    version, trial = served.serving.version, served.trial
+    if endpoint.mode == "async":
+        endpoints.invoke_async(endpoint.name, record.id, record.input, _time_left(record, service))
+        if _mark_running(record, None, run_deadline, version=version, trial=trial) is not None:
             queues.schedule_deadline(record.id, run_deadline)
         return
-    # Real-time: this worker runs the model, so the dispatch lease keeps covering it.
-    if _mark_running(record, record.lease_until or now, None) is None:
+    # Real-time: this worker runs the model, so the dispatch lease keeps covering it; a shadow has
+    # no caller waiting on a lease, so its run deadline ends it if this worker dies.
+    deadline = run_deadline if record.shadow_of else None
+    if _mark_running(record, record.lease_until or utcnow(), deadline, version=version, trial=trial) is None:
         return
-    endpoints.run_sync(service.endpoint.name, record.id, record.input, record.tenant)
+    if deadline is not None:
+        queues.schedule_deadline(record.id, deadline)
+    endpoints.run_sync(endpoint.name, record.id, record.input, record.tenant)
+
+
+def _shadow(record: PredictionRecord, service: ServiceDefinition, served: Route, run_deadline: datetime) -> None:
+    """Send a copy of the prediction to the candidate version, after the live one was served: its
+    output is kept as evidence, never returned, and its failure is only evidence too."""
+    assert served.shadow is not None and served.trial is not None
+    shadow = versions.shadow_record(record, served.shadow.version)
+    if not predictions.create(shadow):
+        return  # a retried dispatch: the shadow already ran or is running
+    route = Route(serving=served.shadow, trial=served.trial.model_copy(update={"side": "candidate"}))
+    try:
+        _serve(shadow, service, route, run_deadline)
+    except (EndpointError, DispatchFailed) as exc:
+        results.fail(shadow.id, ErrorDetail(code=exc.code, message=exc.message))
 
 
 def _time_left(record: PredictionRecord, service: ServiceDefinition) -> int:
@@ -137,10 +166,20 @@ def _time_left(record: PredictionRecord, service: ServiceDefinition) -> int:
 
 
 def _mark_running(
-    record: PredictionRecord, lease: datetime | None, run_deadline: datetime | None, execution_arn: str | None = None
+    record: PredictionRecord,
+    lease: datetime | None,
+    run_deadline: datetime | None,
+    execution_arn: str | None = None,
+    version: str | None = None,
+    trial: Trial | None = None,
 ) -> PredictionRecord | None:
     running, first_start = predictions.mark_running(
-        record.id, lease_until=lease, run_deadline_at=run_deadline, execution_arn=execution_arn
+        record.id,
+        lease_until=lease,
+        run_deadline_at=run_deadline,
+        execution_arn=execution_arn,
+        version=version,
+        trial=trial,
     )
     if running is None:
         current = predictions.get(record.id)

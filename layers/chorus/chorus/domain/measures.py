@@ -33,6 +33,8 @@ def _dimensions(record: PredictionRecord) -> tuple[str, str | None]:
 
 def submitted(record: PredictionRecord) -> None:
     """A prediction was created: a client's, or an ensemble's step."""
+    if record.shadow_of:
+        return  # a shadow is a candidate version's evidence, not the service's traffic
     with per_service(*_dimensions(record)) as scoped:
         scoped.add_metric(name="PredictionsSubmitted", unit=MetricUnit.Count, value=1)
 
@@ -40,6 +42,8 @@ def submitted(record: PredictionRecord) -> None:
 def finished(record: PredictionRecord) -> None:
     """A prediction reached its terminal state: its count, and how long it waited and ran (input
     to dispatch, dispatch to result: the `metrics` of its representation)."""
+    if record.shadow_of:
+        return
     measured = timings(record)
     with per_service(*_dimensions(record)) as scoped:
         scoped.add_metric(name=FINISHED[record.status], unit=MetricUnit.Count, value=1)

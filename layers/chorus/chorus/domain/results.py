@@ -8,7 +8,7 @@ import json
 
 from chorus.adapters import predictions
 from chorus.core.observability import logger
-from chorus.domain import callbacks, capture, measures
+from chorus.domain import callbacks, capture, measures, versions
 from chorus.events.sagemaker import InferenceResult
 from chorus.model.records import CallbackEvent, ErrorDetail, PredictionRecord, Status
 
@@ -43,7 +43,8 @@ def record_result(result: InferenceResult) -> None:
     if updated.status.terminal:
         callbacks.announce(updated, CallbackEvent.COMPLETED)
     if fresh:
-        # Last, after the caller has been told: capture never delays or fails a result.
+        # Last, after the caller has been told: evidence and capture never delay or fail a result.
+        versions.record_trial(updated)
         capture.offer(updated)
 
 
@@ -70,3 +71,5 @@ def fail(prediction_id: str, error: ErrorDetail) -> None:
     current = failed or predictions.find(prediction_id)
     if current is not None and current.status.terminal:
         callbacks.announce(current, CallbackEvent.COMPLETED)
+    if failed is not None:
+        versions.record_trial(failed)

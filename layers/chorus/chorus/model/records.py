@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 
 from chorus.core.clock import iso
 from chorus.model.tenancy import TENANT_NAME
+from chorus.model.versions import VERSION_ID, Trial
 
 
 class Status(StrEnum):
@@ -191,6 +192,12 @@ class PredictionRecord(BaseModel):
     run_deadline_at: datetime | None = Field(default=None, alias="runDeadlineAt")
     # An ensemble's secret key for its step ids (steps.child_id): 32 hex characters, set at creation.
     child_salt: str | None = Field(default=None, alias="childSalt", pattern=r"^[0-9a-f]{32}$")
+    # The model version that served it (set at dispatch; model predictions and model steps only).
+    version: str | None = Field(default=None, pattern=VERSION_ID)
+    # It is evidence for a candidate version (shadowed, or served during a canary).
+    trial: Trial | None = None
+    # A shadow: the candidate's copy of this prediction, kept for evidence and never shown to anyone.
+    shadow_of: str | None = Field(default=None, alias="shadowOf")
     ttl: int
 
     @field_serializer(

@@ -30,6 +30,7 @@ from chorus.model.references import expression_sources, references, whole_payloa
 PACKAGED_REGISTRY = Path(__file__).with_name("services.json")
 ServiceName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 StepName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+EMAIL = r"^[^@\s<>,;]{1,64}@[A-Za-z0-9.-]{1,253}$"
 ContentType = Annotated[str, Field(pattern=r"^[\w.+-]+/[\w.+-]+$")]
 
 
@@ -169,12 +170,16 @@ class ServiceDefinition(_Strict):
     steps: list[StepDeclaration] = []
     output: JsonValue = None
     capture: CaptureDeclaration | None = None
+    # Who is e-mailed to approve or reject a new version of a model service (docs/versions.md).
+    approvers: Annotated[list[Annotated[str, Field(pattern=EMAIL)]], Field(max_length=20)] = []
 
     @model_validator(mode="after")
     def _shape_matches_kind(self) -> ServiceDefinition:
         if self.kind == "model" and (self.endpoint is None or self.steps):
             raise ValueError(f"model service {self.name!r} needs an endpoint and no steps")
         if self.kind == "ensemble":
+            if self.approvers:
+                raise ValueError(f"ensemble {self.name!r} has no versions: name approvers on its model services")
             if self.endpoint is not None:
                 raise ValueError(f"ensemble {self.name!r} must not name an endpoint")
             if not self.steps:
