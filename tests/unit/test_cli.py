@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 
 from tests.support.aws_resources import REPO, create_table, resource
 
@@ -109,6 +110,8 @@ def local_stack(clean_env: None, tmp_path: Path) -> Iterator[Path]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    # moto's backends are process-wide: an earlier test's server (or mock) may have left these tables.
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
     try:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         _reset()
