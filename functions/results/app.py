@@ -1,5 +1,5 @@
-"""results: GET /predictions, GET /predictions/{id}, GET /services, GET /services/{name}/monitoring
-and GET /webhooks/secret."""
+"""results: GET /predictions, GET /predictions/{id}, GET /services, GET /services/{name},
+GET /services/{name}/monitoring and GET /webhooks/secret."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from chorus.api.responses import (
     Monitoring,
     Prediction,
     PredictionPage,
+    ServiceDetail,
     ServiceList,
     WebhookSecret,
     answer,
@@ -25,7 +26,7 @@ from chorus.api.responses import (
 )
 from chorus.core.errors import InvalidRequest
 from chorus.core.observability import logger, metrics, tracer
-from chorus.domain import monitoring, queries, webhook_secrets
+from chorus.domain import monitoring, queries, versions, webhook_secrets
 from chorus.model.records import Status
 from chorus.model.registry import get_registry
 from chorus.model.tenancy import Scope
@@ -129,6 +130,20 @@ def list_services() -> Response[dict[str, Any]]:
         for s in get_registry().services
     ]
     return json_response(200, {"services": services})
+
+
+@app.get(
+    "/services/<name>",
+    operation_id="getService",
+    summary="Read a service, with a model service's live version and version history",
+    responses=declare(
+        {200: answer(ServiceDetail, "The service; for a model service its versions and their history")},
+        {404: "`not_found`: no service has this name"},
+    ),
+)
+def get_service(name: ServiceNameParameter) -> Response[dict[str, Any]]:
+    authorize(app.current_event.raw_event, Scope.READ)
+    return json_response(200, versions.describe_service(name))
 
 
 @app.get(

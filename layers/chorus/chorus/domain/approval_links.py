@@ -72,10 +72,10 @@ def open_link(token: str) -> LinkState:
     version = versions.find_version(claim.service, claim.version)
     if version is None:
         return LinkState("invalid", claim=claim, reason="the link names no version of this stack")
-    if version.status is not VersionStatus.PENDING or not _current_nonce(claim):
-        return LinkState("used", claim=claim, version=version)
     if datetime.now(UTC) >= claim.expires_at:
         return LinkState("expired", claim=claim, version=version)
+    if version.status is not VersionStatus.PENDING or not _current_nonce(claim):
+        return LinkState("used", claim=claim, version=version)
     return LinkState("confirm", claim=claim, version=version, evidence=versions.current_evidence(version))
 
 
