@@ -149,6 +149,7 @@ class Step(_Document):
     completed_at: Moment | None = None
     duration_seconds: float | None = None
     attempts: int | None = None
+    version: str | None = None  # the model version that served a model step
     error: ErrorDetail | None = None
     decision: dict[str, Any] | None = None  # why a condition or rule went the way it did
 
@@ -168,6 +169,7 @@ class PredictionSummary(_Document):
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     metrics: Metrics = Field(default_factory=Metrics)
     deadline_at: Moment | None = None
+    version: str | None = None  # the model version that served it (`v1` is the registry's endpoint)
     parent_id: str | None = None  # for an ensemble's step
     step_name: str | None = None
     error: ErrorDetail | None = None  # once failed, canceled or expired
