@@ -271,3 +271,20 @@ def test_another_tenants_cursor_is_invalid(aws, clock):
     assert theirs is not None
     with pytest.raises(InvalidRequest, match="cursor"):
         queries.list_predictions(ACME, limit=1, cursor=theirs)
+
+
+def test_background_work_logs_the_tenant_and_the_token_that_created_the_prediction(aws):
+    from chorus.core.observability import logger
+    from chorus.model.records import S3Location
+
+    created = create()
+    logger.remove_keys(["tenant", "token_id", "prediction_id"])
+    location = S3Location(
+        bucket=aws["PAYLOADS_BUCKET"],
+        key=payloads.upload_key(ACME.tenant, created["id"]),
+        contentType="application/json",
+    )
+    dispatch.start(created["id"], location, 0)  # an empty input: failed, after saying whose it is
+    keys = logger.get_current_keys()
+    assert (keys["tenant"], keys["token_id"], keys["prediction_id"]) == (ACME.tenant, ACME.token_id, created["id"])
+    assert predictions.get(created["id"]).token_id == ACME.token_id

@@ -25,6 +25,12 @@ tracer = Tracer()
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
+def about(tenant: str, token_id: str | None, prediction_id: str | None = None) -> None:
+    """Every following log line of this invocation names whose work it is: the tenant and the token
+    that created the prediction (background functions learn them from the record, not a request)."""
+    logger.append_keys(tenant=tenant, token_id=token_id, prediction_id=prediction_id)
+
+
 @contextmanager
 def per_service(service: str, step: str | None = None) -> Iterator[EphemeralMetrics]:
     """Metrics with the dimensions `service` (and `step`), published as one EMF line on exit.

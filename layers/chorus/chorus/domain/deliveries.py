@@ -26,7 +26,7 @@ from chorus.api.views import represent
 from chorus.core import settings
 from chorus.core.clock import utcnow
 from chorus.core.errors import NotRedeliverable, WebhookRefused
-from chorus.core.observability import logger, metrics
+from chorus.core.observability import about, logger, metrics
 from chorus.events.models import DeliveryRequest
 from chorus.model.records import (
     CallbackEvent,
@@ -63,6 +63,7 @@ def attempt(request: DeliveryRequest) -> None:
     if record is None:
         logger.info("delivery attempt already made or superseded", extra=_context(request))
         return
+    about(record.tenant, record.token_id, record.id)
     callback = record.callback
     view = represent(record)
     if request.step_id is not None:

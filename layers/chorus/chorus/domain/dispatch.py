@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from chorus.adapters import endpoints, executions, payloads, predictions, queues
 from chorus.core.clock import utcnow
 from chorus.core.errors import ChorusError, DispatchFailed, EndpointError
-from chorus.core.observability import logger
+from chorus.core.observability import about, logger
 from chorus.domain import callbacks, results, versions
 from chorus.model.content import JSON, SYNC_PAYLOAD_LIMIT, normalize
 from chorus.model.plan import run_limit_seconds, step_timeouts
@@ -56,6 +56,7 @@ def start(prediction_id: str, location: S3Location, size: int, *, tenant: str | 
     if record is None:
         logger.warning("input for an unknown prediction", extra={"prediction_id": prediction_id})
         return
+    about(record.tenant, record.token_id, record.id)
     if tenant is not None and record.tenant != tenant:
         logger.warning(
             "input under another tenant's prefix ignored",

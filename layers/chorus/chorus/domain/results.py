@@ -7,7 +7,7 @@ import contextlib
 import json
 
 from chorus.adapters import predictions
-from chorus.core.observability import logger
+from chorus.core.observability import about, logger
 from chorus.domain import callbacks, capture, measures, versions
 from chorus.events.sagemaker import InferenceResult
 from chorus.model.records import CallbackEvent, ErrorDetail, PredictionRecord, Status
@@ -40,6 +40,7 @@ def record_result(result: InferenceResult) -> None:
     else:
         measures.finished(updated)
         fresh = True
+    about(updated.tenant, updated.token_id, updated.id)
     if updated.status.terminal:
         callbacks.announce(updated, CallbackEvent.COMPLETED)
     if fresh:

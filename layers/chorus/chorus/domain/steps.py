@@ -24,7 +24,7 @@ from typing import Any
 from chorus.adapters import payloads, predictions
 from chorus.core.clock import utcnow
 from chorus.core.errors import InvalidInput, StepCanceled
-from chorus.core.observability import logger
+from chorus.core.observability import about, logger
 from chorus.domain import callbacks, dispatch, measures
 from chorus.domain.submit import new_child_salt
 from chorus.events.models import FanOutOutcome, StepInvocation, StepLocation
@@ -173,6 +173,7 @@ def run_step(invocation: StepInvocation) -> dict[str, Any]:
     """A task with a token: run the step (or one item of it), or resume the child already running."""
     assert invocation.step is not None and invocation.task_token is not None
     parent = predictions.get(invocation.parent.id)
+    about(parent.tenant, parent.token_id, parent.id)
     step = _declaration(parent, invocation.step.name)
     where = _where(step, invocation.item)
     _require_running(parent, where)
@@ -231,6 +232,7 @@ def _child(
     return PredictionRecord(
         id=identifier,
         tenant=parent.tenant,  # a step is its ensemble's tenant's, like every payload it reads
+        token_id=parent.token_id,
         service=service.name if service is not None else parent.service,  # a rule is its ensemble's
         kind=kind,
         status=Status.AWAITING_INPUT,

@@ -54,6 +54,7 @@ def submit(request: PredictionRequest, caller: Caller, prediction_id: str | None
     record = PredictionRecord(
         id=prediction_id or new_prediction_id(),
         tenant=caller.tenant,
+        token_id=caller.token_id,
         service=service.name,
         kind=service.kind,
         status=Status.AWAITING_INPUT,

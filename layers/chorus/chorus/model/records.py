@@ -158,6 +158,8 @@ class PredictionRecord(BaseModel):
     id: str
     # Whose prediction this is: every read and write checks it (another tenant's id is a 404).
     tenant: str = Field(pattern=TENANT_NAME)
+    # The token that created it (a step: its ensemble's), so every function's logs can name it.
+    token_id: str | None = Field(default=None, alias="tokenId")
     service: str
     kind: Kind
     status: Status
