@@ -52,7 +52,7 @@ TEMPLATE = ROOT / "template.yaml"
 STATE_MACHINES = ROOT / "statemachines"
 
 # shared with test_transformed_template.py
-__all__ = ["NO_ON_FAILURE_DESTINATION", "TEMPLATE", "WILDCARD_EXCEPTIONS", "as_list"]
+__all__ = ["NO_ON_FAILURE_DESTINATION", "PUBLIC_ROUTES", "TEMPLATE", "WILDCARD_EXCEPTIONS", "as_list"]
 
 # --- the intent, as tables ----------------------------------------------------------------------
 
@@ -79,6 +79,7 @@ FUNCTION_SETTINGS = {
         "TenantsSettings",  # the tenant's callback allow-lists; POST /webhooks/secret/rotate; wait slots
         "AuditSettings",  # a rotation is recorded
         "WaitSettings",  # how many Prefer: wait requests of one tenant may hold their answer
+        "VersionSettings",  # a canary's deadline enforced on read (cancel, redeliver) is trial evidence
     },
     "ResultsFunction": {
         "TableSettings",
@@ -86,6 +87,7 @@ FUNCTION_SETTINGS = {
         "RegistrySettings",
         "DeliveryQueueSettings",  # a deadline enforced on read announces the final state
         "TenantsSettings",  # GET /webhooks/secret
+        "VersionSettings",  # GET /services/{name}; a canary's deadline enforced on read is trial evidence
     },
     "ProcessInputFunction": {
         "TableSettings",
@@ -96,12 +98,14 @@ FUNCTION_SETTINGS = {
         "DeadlineQueueSettings",
         "DeliveryQueueSettings",
         "DeadLetterSettings",
+        "VersionSettings",  # which version serves a prediction (and its shadow); trial evidence
     },
     "NotificationsFunction": {
         "TableSettings",
         "DeliveryQueueSettings",
         "RegistrySettings",
         "CaptureSettings",  # a finished prediction its service captures goes to the capture stream
+        "VersionSettings",  # a finished trial prediction's evidence
     },
     "GetTransformCallFunction": {
         "TableSettings",
@@ -111,6 +115,7 @@ FUNCTION_SETTINGS = {
         "TopicSettings",
         "DeadlineQueueSettings",
         "DeliveryQueueSettings",
+        "VersionSettings",  # which version serves a step on a model service; trial evidence
     },
     "DeliveriesFunction": {
         "TableSettings",
@@ -125,6 +130,15 @@ FUNCTION_SETTINGS = {
     # The capture transformation reads the objects each product line names, bucket included: no settings.
     "CaptureFunction": set(),
     "MonitorFunction": {"PayloadSettings", "RegistrySettings"},  # capture, baselines, reports; which services capture
+    # The approval workflow's tasks and the approval pages: versions, their approvers (the
+    # registry), the links' key and the canary margin, the approvers' e-mail, the version events.
+    "ApprovalsFunction": {
+        "RegistrySettings",
+        "VersionSettings",
+        "ApprovalSettings",
+        "EmailSettings",
+        "EventBusSettings",  # the default bus unless EVENT_BUS_NAME says otherwise: not configured
+    },
 }
 
 # The variables each function is given: the required fields of its settings, and the optional
@@ -142,8 +156,18 @@ FUNCTION_ENVIRONMENT = {
         "TENANTS_TABLE",
         "AUDIT_TABLE",
         "MAX_WAITS_PER_TENANT",
+        "VERSIONS_TABLE",
+        "VERSION_CACHE_SECONDS",
     },
-    "ResultsFunction": {"PREDICTIONS_TABLE", "PAYLOADS_BUCKET", "REGISTRY_FILE", "DELIVERY_QUEUE_URL", "TENANTS_TABLE"},
+    "ResultsFunction": {
+        "PREDICTIONS_TABLE",
+        "PAYLOADS_BUCKET",
+        "REGISTRY_FILE",
+        "DELIVERY_QUEUE_URL",
+        "TENANTS_TABLE",
+        "VERSIONS_TABLE",
+        "VERSION_CACHE_SECONDS",
+    },
     "ProcessInputFunction": {
         "PREDICTIONS_TABLE",
         "PAYLOADS_BUCKET",
@@ -154,8 +178,17 @@ FUNCTION_ENVIRONMENT = {
         "DEADLINE_QUEUE_URL",
         "DELIVERY_QUEUE_URL",
         "UPLOAD_DLQ_ARN",
+        "VERSIONS_TABLE",
+        "VERSION_CACHE_SECONDS",
     },
-    "NotificationsFunction": {"PREDICTIONS_TABLE", "DELIVERY_QUEUE_URL", "REGISTRY_FILE", "CAPTURE_STREAM"},
+    "NotificationsFunction": {
+        "PREDICTIONS_TABLE",
+        "DELIVERY_QUEUE_URL",
+        "REGISTRY_FILE",
+        "CAPTURE_STREAM",
+        "VERSIONS_TABLE",
+        "VERSION_CACHE_SECONDS",
+    },
     "GetTransformCallFunction": {
         "PREDICTIONS_TABLE",
         "PAYLOADS_BUCKET",
@@ -165,6 +198,8 @@ FUNCTION_ENVIRONMENT = {
         "ERROR_TOPIC_ARN",
         "DEADLINE_QUEUE_URL",
         "DELIVERY_QUEUE_URL",
+        "VERSIONS_TABLE",
+        "VERSION_CACHE_SECONDS",
     },
     "DeliveriesFunction": {
         "PREDICTIONS_TABLE",
@@ -180,6 +215,14 @@ FUNCTION_ENVIRONMENT = {
     "AuthorizerFunction": {"TOKENS_TABLE"},
     "CaptureFunction": set(),
     "MonitorFunction": {"PAYLOADS_BUCKET", "REGISTRY_FILE"},
+    "ApprovalsFunction": {
+        "REGISTRY_FILE",
+        "VERSIONS_TABLE",
+        "VERSION_CACHE_SECONDS",
+        "APPROVAL_LINK_KEY_ID",
+        "CANARY_FAILURE_MARGIN",
+        "SENDER_EMAIL",
+    },
 }
 
 # The one value each variable has, whichever function it is given to (PAYLOADS_BUCKET: the bucket's name).
@@ -205,6 +248,10 @@ ENVIRONMENT_VALUES: dict[str, Any] = {
     "AUDIT_TABLE": {"Ref": "AuditTable"},
     "MAX_WAITS_PER_TENANT": {"Ref": "MaxWaitsPerTenant"},
     "CAPTURE_STREAM": {"Ref": "CaptureStream"},  # a delivery stream's Ref is its name, which PutRecord takes
+    "VERSIONS_TABLE": {"Ref": "VersionsTable"},
+    "VERSION_CACHE_SECONDS": {"Ref": "VersionCacheSeconds"},
+    "APPROVAL_LINK_KEY_ID": {"Fn::GetAtt": ["ApprovalLinkKey", "Arn"]},  # GenerateMac/VerifyMac take the key's ARN
+    "CANARY_FAILURE_MARGIN": {"Ref": "CanaryFailureMargin"},
 }
 
 # What each AWS-calling definition of the code needs: (action, target) as iam_policies.targets names them.
@@ -231,6 +278,7 @@ AWS_CALLS: dict[str, set[tuple[str, str]]] = {
     "chorus.adapters.endpoints.run_sync": {("sagemaker:InvokeEndpoint", "sagemaker:endpoint")},
     "chorus.adapters.endpoints.invoke_async": {("sagemaker:InvokeEndpointAsync", "sagemaker:endpoint")},
     "chorus.adapters.notifier.send_email": {("ses:SendEmail", "ses:identity")},
+    "chorus.adapters.notifier.send_mail": {("ses:SendEmail", "ses:identity")},  # approvers' e-mails
     # Tenants and tokens: the authorizer finds and touches tokens; the rest is `chorus admin`'s.
     "chorus.adapters.tenants.create_tenant": {("dynamodb:PutItem", "TenantsTable")},
     "chorus.adapters.tenants.find_tenant": {("dynamodb:GetItem", "TenantsTable")},
@@ -270,6 +318,31 @@ AWS_CALLS: dict[str, set[tuple[str, str]]] = {
     "functions.monitor.store.read_object": {("s3:GetObject", "PayloadsBucket"), MISSING_IS_NO_SUCH_KEY},
     "functions.monitor.store.capture_keys": {("s3:ListBucket", "PayloadsBucket")},  # ListObjectsV2
     "functions.monitor.store._write_json": {("s3:PutObject", "PayloadsBucket")},
+    # Model versions (adapters/versions.py): routing, versions, trial evidence and history.
+    "chorus.adapters.versions.routing": {("dynamodb:GetItem", "VersionsTable")},
+    "chorus.adapters.versions.fresh_routing": {("dynamodb:GetItem", "VersionsTable")},
+    "chorus.adapters.versions.initialize": {("dynamodb:PutItem", "VersionsTable")},
+    "chorus.adapters.versions.next_version_id": {("dynamodb:UpdateItem", "VersionsTable")},
+    "chorus.adapters.versions.find": {("dynamodb:GetItem", "VersionsTable")},
+    "chorus.adapters.versions.approval": {("dynamodb:GetItem", "VersionsTable")},
+    "chorus.adapters.versions.await_decision": {("dynamodb:UpdateItem", "VersionsTable")},
+    # TransactWriteItems is authorized per item by the item's own action: its callers write Update
+    # (transition, add_candidate) and Put (add_candidate) items, never a ConditionCheck or a Delete.
+    "chorus.adapters.versions._transact": {
+        ("dynamodb:UpdateItem", "VersionsTable"),
+        ("dynamodb:PutItem", "VersionsTable"),
+    },
+    "chorus.adapters.versions.record_outcome": {("dynamodb:UpdateItem", "VersionsTable")},
+    "chorus.adapters.versions.append_history": {("dynamodb:PutItem", "VersionsTable")},
+    "chorus.adapters.versions._query": {("dynamodb:Query", "VersionsTable")},
+    # Approval links: an HMAC made and checked inside KMS with the link key.
+    "chorus.adapters.signing.sign": {("kms:GenerateMac", "ApprovalLinkKey")},
+    "chorus.adapters.signing.verify": {("kms:VerifyMac", "ApprovalLinkKey")},
+    # Version events on the account's default bus (EventBusSettings), named by its ARN.
+    "chorus.adapters.bus.publish_version_event": {("events:PutEvents", "events:event-bus")},
+    # Registering a version starts its approval: `chorus admin versions register` only (with the
+    # administrator's own credentials, APPROVAL_STATE_MACHINE_ARN from the stack's outputs), no function.
+    "chorus.adapters.executions.start_approval": {("states:StartExecution", "ApprovalStateMachine")},
     # Powertools idempotency: get, put (conditional), update and delete of its own records.
     "functions.new_prediction.app._submit_once": {
         (f"dynamodb:{verb}", "IdempotencyTable") for verb in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")
@@ -1061,7 +1134,14 @@ def test_the_alarm_email_subscribes_to_the_alarm_topic_when_given(template: dict
 # --- state machines -----------------------------------------------------------------------------
 
 
+# State machines written by hand, not compiled from the registry's ensembles, each with what it is.
+HAND_WRITTEN_STATE_MACHINES = {
+    "ApprovalStateMachine": "a model version's approval workflow (statemachines/versions/approval.asl.json)",
+}
+
+
 def asl_files() -> list[Path]:
+    """The compiled ensembles' definitions (statemachines/*.asl.json; hand-written ones live below)."""
     return sorted(STATE_MACHINES.glob("*.asl.json"))
 
 
@@ -1103,6 +1183,22 @@ def test_asl_placeholders_and_definition_substitutions_match(template: dict[str,
     placeholders = set(re.findall(r"\$\{([^}]+)\}", path.read_text()))
     # Then each has a substitution, and each substitution is used
     assert placeholders == set(machine["Properties"]["DefinitionSubstitutions"])
+
+
+def test_hand_written_state_machines_are_named_standard_machines_whose_placeholders_are_substituted(
+    template: dict[str, Any],
+) -> None:
+    machines = resources_of(template, "AWS::Serverless::StateMachine")
+    assert set(HAND_WRITTEN_STATE_MACHINES) <= set(machines)
+    for name in HAND_WRITTEN_STATE_MACHINES:
+        properties = machines[name]["Properties"]
+        path = ROOT / str(properties["DefinitionUri"])
+        assert path.parent != STATE_MACHINES, f"{name}: not among the compiled ensembles' files"
+        json.loads(path.read_text())  # valid JSON
+        assert properties["Type"] == "STANDARD", name  # waits on a task token for days
+        assert properties["Name"]["Fn::Sub"].startswith("chorus-${Stage}-"), name
+        placeholders = set(re.findall(r"\$\{([^}]+)\}", path.read_text()))
+        assert placeholders == set(properties["DefinitionSubstitutions"]), name
 
 
 def test_state_machines_trace_and_log_without_execution_data(template: dict[str, Any]) -> None:
@@ -1196,6 +1292,17 @@ def test_bucket_name_matches_the_name_functions_and_policies_use(
 # --- the REST API -------------------------------------------------------------------------------
 
 
+# The routes that opt out of the token authorizer and the API key, each with why. Nothing else may.
+PUBLIC_ROUTES = {
+    # An approval link's pages: approvers are people reached by e-mail, with no Chorus token. The
+    # link's signed, single-use, expiring token is the credential (domain/approval_links.py); the GET
+    # changes nothing, and the POST decides only with a valid, unspent link.
+    ("ApprovalsFunction", "get", "/approvals/{token}"): "an approval link's confirmation page",
+    ("ApprovalsFunction", "post", "/approvals/{token}"): "an approval link's decision",
+}
+PUBLIC_ROUTE_AUTH = {"Authorizer": "NONE", "ApiKeyRequired": False}
+
+
 def test_every_api_event_is_on_the_api_whose_default_authorizer_is_the_token_authorizer(
     template: dict[str, Any],
 ) -> None:
@@ -1214,10 +1321,17 @@ def test_every_api_event_is_on_the_api_whose_default_authorizer_is_the_token_aut
         if event["Type"] == "Api"
     ]
     assert events
+    public = set()
     for name, properties in events:
         where = f"{name} {properties['Method']} {properties['Path']}"
         assert properties["RestApiId"] == {"Ref": "ChorusApi"}, where
+        if (name, properties["Method"], properties["Path"]) in PUBLIC_ROUTES:
+            # no token and no API key, and nothing else changed
+            assert properties.get("Auth") == PUBLIC_ROUTE_AUTH, where
+            public.add((name, properties["Method"], properties["Path"]))
+            continue
         assert "Auth" not in properties, f"{where}: no route opts out of (or changes) the authorizer"
+    assert public == set(PUBLIC_ROUTES)
     assert "Events" not in template["Resources"]["AuthorizerFunction"]["Properties"]
 
 
@@ -1459,22 +1573,27 @@ def test_only_dispatching_functions_invoke_endpoints_or_publish_results(template
         if covers(granted(template, f), "sns:Publish", topic)
     }
     assert invoking == publishing == {"ProcessInputFunction", "GetTransformCallFunction"}
-    # Outside the functions, only the ensembles' final states and the endpoints' policy publish results
+    # Outside the functions, only the ensembles' final states and the endpoints' policy publish
+    # results: the compiled ensembles' state machines, not the approval workflow, which only
+    # invokes ApprovalsFunction (a version's routing changes what dispatch invokes, not who does)
     others = {
         g.owner
         for g in grants(template)
         if g.owner not in functions(template) and any(matches(a, "sns:Publish") for a in g.actions)
     }
-    assert others == set(resources_of(template, "AWS::Serverless::StateMachine")) | {"SageMakerEndpointPolicy"}
+    ensembles = set(resources_of(template, "AWS::Serverless::StateMachine")) - set(HAND_WRITTEN_STATE_MACHINES)
+    assert others == ensembles | {"SageMakerEndpointPolicy"}
 
 
-def test_only_deliveries_sends_email_and_nothing_reads_ssm(template: dict[str, Any]) -> None:
+def test_only_deliveries_and_approvals_send_email_and_nothing_reads_ssm(template: dict[str, Any]) -> None:
     # Webhook signing secrets are each tenant's, on its record in TenantsTable: no SSM parameter.
     assert not {g.owner for g in grants(template) if any(a.lower().startswith("ssm:") for a in g.actions)}
     senders = {g.owner for g in grants(template) if any(a.lower().startswith("ses:") for a in g.actions)}
-    assert senders == {"DeliveriesFunction"}
+    # Deliveries sends predictions' e-mail callbacks; Approvals the approvers' e-mails (a version's
+    # approval links, its canary rolled back), the issue's human in the loop.
+    assert senders == {"DeliveriesFunction", "ApprovalsFunction"}
     for grant in grants(template):
-        if grant.owner == "DeliveriesFunction" and any(a.startswith("ses:") for a in grant.actions):
+        if grant.owner in senders and any(a.lower().startswith("ses:") for a in grant.actions):
             # as the configured sender only
             assert grant.statement["Condition"] == {"StringEquals": {"ses:FromAddress": {"Ref": "SenderEmail"}}}
 
@@ -1514,6 +1633,33 @@ def encrypted_with_stack_key(template: dict[str, Any], logical_id: str) -> bool:
     return uses_stack_key(template["Resources"][logical_id].get("Properties", {}))
 
 
+# The stack's keys that are not its encryption key: HMAC keys that sign, each with what and for whom.
+SIGNING_KEYS = {
+    "ApprovalLinkKey": "approval links (adapters/signing.py): GenerateMac and VerifyMac by ApprovalsFunction",
+}
+
+
+def test_signing_keys_only_sign(template: dict[str, Any]) -> None:
+    for name, reason in SIGNING_KEYS.items():
+        key = template["Resources"][name]
+        assert key["Type"] == "AWS::KMS::Key", name
+        properties = key["Properties"]
+        # An HMAC key can make and check MACs, never encrypt: no table, queue or log is under it
+        assert re.fullmatch(r"HMAC_(224|256|384|512)", properties["KeySpec"]), name
+        assert properties["KeyUsage"] == "GENERATE_VERIFY_MAC", name
+        # KMS rotates only symmetric encryption keys automatically (checkov's CKV_AWS_7 skipped, with why)
+        assert "EnableKeyRotation" not in properties, name
+        skipped = {s["id"] for s in key.get("Metadata", {}).get("checkov", {}).get("skip", [])}
+        assert skipped == {"CKV_AWS_7"}, name
+        # The account administers it and delegates through IAM; no service uses it on its own
+        (statement,) = properties["KeyPolicy"]["Statement"]
+        assert statement["Principal"] == ACCOUNT_ROOT and statement["Action"] == "kms:*", name
+        assert "Condition" not in statement, name
+        # And every grant on it is a MAC action (who holds which: the least-privilege tests)
+        actions = {a for g in grants(template) for r in g.resources if name in targets(template, r) for a in g.actions}
+        assert actions and actions <= {"kms:GenerateMac", "kms:VerifyMac"}, f"{name} ({reason}): {sorted(actions)}"
+
+
 def test_the_stack_creates_its_key_with_rotation_and_an_alias_unless_one_is_given(template: dict[str, Any]) -> None:
     # Given the KmsKeyArn parameter: empty (the default) or a key's ARN, never an alias (IAM
     # statements and log groups need the key's own ARN)
@@ -1522,9 +1668,12 @@ def test_the_stack_creates_its_key_with_rotation_and_an_alias_unless_one_is_give
     assert re.fullmatch(pattern, "")
     assert re.fullmatch(pattern, "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab")
     assert not re.fullmatch(pattern, "arn:aws:kms:eu-west-1:123456789012:alias/chorus-prod")
-    # Then the stack creates one key, with rotation and alias/chorus-<Stage>, only when none is given
+    # Then the stack creates one encryption key, with rotation and alias/chorus-<Stage>, only when
+    # none is given (its other keys sign and encrypt nothing: test_signing_keys_only_sign)
     assert template["Conditions"]["CreateKmsKey"] == {"Fn::Equals": [{"Ref": "KmsKeyArn"}, ""]}
-    (key_id,) = resources_of(template, "AWS::KMS::Key")
+    keys = resources_of(template, "AWS::KMS::Key")
+    assert set(keys) == {STACK_KEY_TARGET, *SIGNING_KEYS}
+    (key_id,) = set(keys) - set(SIGNING_KEYS)
     key = template["Resources"][key_id]
     assert key_id == STACK_KEY_TARGET and key["Condition"] == "CreateKmsKey"
     assert key["Properties"]["EnableKeyRotation"] is True

@@ -25,7 +25,13 @@ from chorus_local.cloudformation import (
     resolve_parameters,
     transform_template,
 )
-from tests.unit.template.test_template import NO_ON_FAILURE_DESTINATION, TEMPLATE, WILDCARD_EXCEPTIONS, as_list
+from tests.unit.template.test_template import (
+    NO_ON_FAILURE_DESTINATION,
+    PUBLIC_ROUTES,
+    TEMPLATE,
+    WILDCARD_EXCEPTIONS,
+    as_list,
+)
 
 # SAM-created queues the template still produces, each with why and who removes it.
 # Queues SAM is known to create on its own that the template has not fixed yet (none today: the
@@ -213,6 +219,10 @@ def api_body() -> dict[str, Any]:
     return dict(transformed()["Resources"]["ChorusApi"]["Properties"]["Body"])
 
 
+# (verb, path) of the routes without token or API key, each with its reason (test_template.PUBLIC_ROUTES).
+PUBLIC_OPERATIONS = {(verb, path): reason for (_, verb, path), reason in PUBLIC_ROUTES.items()}
+
+
 def test_every_route_is_authorized_by_the_token_authorizer_and_needs_an_api_key() -> None:
     body = api_body()
     operations = [
@@ -223,8 +233,13 @@ def test_every_route_is_authorized_by_the_token_authorizer_and_needs_an_api_key(
     ]
     assert operations
     for verb, path, operation in operations:
+        if (verb, path) in PUBLIC_OPERATIONS:
+            # no authorizer and no API key: the link in the path is the credential
+            assert operation.get("security") == [], f"{verb.upper()} {path}"
+            continue
         # SAM's Auth.ApiKeyRequired: the key is the tenant's, from the authorizer (the usage plan applies)
         assert operation.get("security") == [{"TokenAuthorizer": []}, {"api_key": []}], f"{verb.upper()} {path}"
+    assert set(PUBLIC_OPERATIONS) <= {(verb, path) for verb, path, _ in operations}
     assert ("get", "/services") in {(verb, path) for verb, path, _ in operations}
     assert "security" not in body  # no API-wide default that a method could silently fall back from
 
@@ -276,12 +291,13 @@ def test_the_scopes_cover_every_route_and_admin_every_method() -> None:
     from chorus.domain.authorize import ADMIN_ONLY_ROUTES, SCOPE_ROUTES
     from chorus.model.tenancy import Scope
 
-    # Given the API's routes as policy resources (an {id} is any one segment, written *)
+    # Given the API's routes as policy resources (an {id} is any one segment, written *), but the
+    # public ones, which the authorizer never sees (PUBLIC_OPERATIONS)
     routes = {
         f"{verb.upper()}/" + re.sub(r"\{[^}]+\}", "*", path.lstrip("/"))
         for path, methods in api_body()["paths"].items()
         for verb in methods
-        if verb != "options"
+        if verb != "options" and (verb, path) not in PUBLIC_OPERATIONS
     }
     # Then create and read together allow exactly those routes but the admin-only ones, each route once
     scoped = [route for scope in (Scope.CREATE, Scope.READ) for route in SCOPE_ROUTES[scope]]
