@@ -63,9 +63,15 @@ def test_a_valid_token_gets_its_routes_its_identity_and_is_touched(tenancy: Any)
                         BASE + "GET/predictions",
                         BASE + "GET/predictions/*",
                         BASE + "GET/services",
+                        BASE + "GET/services/*",
                         BASE + "GET/webhooks/secret",
                     ],
-                }
+                },
+                {  # IAM's `*` matches `/`: GET/services/* would reach the admin-only monitoring route
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Deny",
+                    "Resource": [BASE + "POST/webhooks/secret/rotate", BASE + "GET/services/*/monitoring"],
+                },
             ],
         },
         "context": {"tenant": "acme", "tokenId": token.token_id, "scopes": "predictions:read"},
@@ -171,7 +177,10 @@ def test_a_revoked_token_is_refused_and_not_touched(tenancy: Any) -> None:
     ("scopes", "routes"),
     [
         ([Scope.CREATE], ["POST/predictions", "POST/predictions/*/cancel", "POST/predictions/*/webhook/redeliver"]),
-        ([Scope.READ], ["GET/predictions", "GET/predictions/*", "GET/services", "GET/webhooks/secret"]),
+        (
+            [Scope.READ],
+            ["GET/predictions", "GET/predictions/*", "GET/services", "GET/services/*", "GET/webhooks/secret"],
+        ),
         ([Scope.ADMIN], ["*/*"]),
         (
             [Scope.CREATE, Scope.READ],
@@ -179,6 +188,7 @@ def test_a_revoked_token_is_refused_and_not_touched(tenancy: Any) -> None:
                 "GET/predictions",
                 "GET/predictions/*",
                 "GET/services",
+                "GET/services/*",
                 "GET/webhooks/secret",
                 "POST/predictions",
                 "POST/predictions/*/cancel",
@@ -200,7 +210,10 @@ def test_the_policy_allows_exactly_the_routes_of_the_scopes(
     statements = authorize.authorize(request)["policyDocument"]["Statement"]
     allowed = [r for s in statements if s["Effect"] == "Allow" for r in s["Resource"]]
     assert allowed == sorted(BASE + route for route in routes)
-    assert all(s["Effect"] == "Allow" and s["Action"] == "execute-api:Invoke" for s in statements)
+    denied = [r for s in statements if s["Effect"] == "Deny" for r in s["Resource"]]
+    # A token without admin is denied the admin-only routes its patterns would otherwise match
+    assert denied == ([] if not routes or Scope.ADMIN in scopes else [BASE + r for r in authorize.ADMIN_ONLY_ROUTES])
+    assert all(s["Action"] == "execute-api:Invoke" for s in statements)
 
 
 def test_the_api_arn_comes_from_the_method_arn() -> None:

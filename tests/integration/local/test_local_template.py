@@ -35,6 +35,8 @@ TEMPLATE = {
     "Resources": {},
 }
 
+APPROVAL_PAGES = {("GET", "/approvals/{token}"), ("POST", "/approvals/{token}")}
+
 
 @pytest.fixture
 def resolver() -> Resolver:
@@ -307,9 +309,11 @@ def test_product_template_event_sources_and_api(product):
     }
     names = {f.name for f in product.functions}
     assert all(route.function in names for route in product.api.routes if route.mock is None)
-    # Every method needs an API key, which the authorizer supplies (the tenant's usage plan)
+    # Every method needs an API key, which the authorizer supplies (the tenant's usage plan), but the
+    # approval pages: approvers are people with a signed link, not tenants (docs/versions.md)
     assert product.api.api_key_source == "AUTHORIZER"
-    assert all(route.api_key_required for route in product.api.routes if route.mock is None)
+    public = {(r.method, r.path) for r in product.api.routes if r.mock is None and not r.api_key_required}
+    assert public == APPROVAL_PAGES
     # The API's GatewayResponses shape API Gateway's own errors, as in AWS
     plans = UsagePlans(apigateway=None, api_id=product.api.api_id, stage="v1")
     rest = RestApi(product.api, runtime=None, usage_plans=plans)  # type: ignore[arg-type]
@@ -353,9 +357,11 @@ def test_product_template_resources_exist_as_declared(product, aws):
     assert indexes["by-tenant"]["Projection"] == {"ProjectionType": "ALL"}
     tokens = aws("dynamodb").describe_table(TableName=product.ref("TokensTable"))["Table"]
     assert tokens["KeySchema"] == [{"AttributeName": "tokenId", "KeyType": "HASH"}]
-    # The REST API: every route behind the template's token authorizer, cached for 60 s
+    # The REST API: every route behind the template's token authorizer, cached for 60 s (the
+    # approval pages have none: their signed link is the credential)
     assert product.api is not None
-    authorizers = {route.authorizer for route in product.api.routes}
+    authorizers = {route.authorizer for route in product.api.routes if (route.method, route.path) not in APPROVAL_PAGES}
+    assert {(r.method, r.path) for r in product.api.routes if r.authorizer is None} == APPROVAL_PAGES
     (authorizer,) = authorizers
     assert authorizer is not None and authorizer.function == "chorus-resolve-authorizer"
     assert (authorizer.type, authorizer.identity_sources, authorizer.ttl_seconds) == (
@@ -365,15 +371,16 @@ def test_product_template_resources_exist_as_declared(product, aws):
     )
     ttl = aws("dynamodb").describe_time_to_live(TableName=product.ref("PredictionsTable"))
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "ttl"
-    # State machines: every ${...} substituted, the step function's ARN inside
+    # State machines: every ${...} substituted, the step function's ARN inside (the approval
+    # workflow's: the approvals function's, and the links' base URL)
     machines = [r for r, t in product.resources.items() if t == "AWS::StepFunctions::StateMachine"]
     assert machines
-    step_arn = product.attribute("GetTransformCallFunction", "Arn")
     for logical_id in machines:
         described = aws("stepfunctions").describe_state_machine(stateMachineArn=product.ref(logical_id))
         assert described["name"].startswith("chorus-resolve-")
         assert "${" not in described["definition"]
-        assert step_arn in described["definition"]
+        task = "ApprovalsFunction" if logical_id == "ApprovalStateMachine" else "GetTransformCallFunction"
+        assert product.attribute(task, "Arn") in described["definition"]
     # SES sender verified (CreateSenderIdentity defaults to true)
     assert "noreply@example.com" in aws("ses").list_identities()["Identities"]
 

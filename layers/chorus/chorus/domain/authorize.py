@@ -27,10 +27,11 @@ BEARER = "bearer"
 # The routes each scope allows, as API Gateway method ARN suffixes (`*` stands for an id).
 SCOPE_ROUTES: dict[Scope, tuple[str, ...]] = {
     Scope.CREATE: ("POST/predictions", "POST/predictions/*/cancel", "POST/predictions/*/webhook/redeliver"),
-    Scope.READ: ("GET/predictions", "GET/predictions/*", "GET/services", "GET/webhooks/secret"),
+    Scope.READ: ("GET/predictions", "GET/predictions/*", "GET/services", "GET/services/*", "GET/webhooks/secret"),
     Scope.ADMIN: ("*/*",),  # every method of every route
 }
-# The routes only `admin` reaches (through its `*/*`): no other scope's route may match them.
+# The routes only `admin` reaches (through its `*/*`). IAM's `*` matches `/` too, so `GET/services/*`
+# would reach `GET/services/x/monitoring`: a token without admin gets an explicit Deny of these.
 ADMIN_ONLY_ROUTES = ("POST/webhooks/secret/rotate", "GET/services/*/monitoring")
 
 
@@ -68,7 +69,13 @@ def allowed_resources(scopes: tuple[Scope, ...] | frozenset[Scope], method_arn: 
 def policy(token: Token, method_arn: str) -> dict[str, Any]:
     """API Gateway's authorizer result: an Allow for the token's routes, and who is calling."""
     resources = allowed_resources(token.scopes, method_arn)
-    statements = [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": resources}] if resources else []
+    statements: list[dict[str, Any]] = (
+        [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": resources}] if resources else []
+    )
+    if resources and Scope.ADMIN not in token.scopes:
+        base = api_arn(method_arn)
+        denied = [base + route for route in ADMIN_ONLY_ROUTES]
+        statements.append({"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": denied})
     result: dict[str, Any] = {
         "principalId": token.token_id,
         # No statement (a token without scopes) still denies everything: no Allow is a 403.
