@@ -13,6 +13,7 @@ import pytest
 from chorus.adapters import versions as store
 from chorus.core.errors import InvalidRequest, ServiceNotFound
 from chorus.domain import approval_links, versions
+from chorus.model.records import Status
 from chorus.model.registry import EndpointDeclaration
 from chorus.model.versions import (
     Arm,
@@ -300,3 +301,58 @@ def test_describe_shows_the_live_version_the_versions_and_the_history(workflow):
     assert described["versions"][1]["evidence"]["mode"] == "shadow"
     assert [e["event"] for e in described["history"]] == ["registered", "shadowing"]
     assert "versions" not in versions.describe_service("digits-ensemble")
+
+
+# --- serving: the live version answers, the shadow is evidence only -------------------------------------
+
+
+def test_a_shadowed_prediction_runs_on_both_versions_and_only_the_live_one_is_shown(workflow):
+    from chorus.adapters import listings, payloads, predictions
+    from chorus.api.models import PredictionRequest
+    from chorus.domain import dispatch, results, submit
+    from chorus.events.sagemaker import InferenceResult
+    from tests.support import aws_resources
+    from tests.support.aws_resources import TENANT, caller
+
+    versions.register("digits-forest", EndpointDeclaration(name="forest-v2", mode="async"),
+                      registered_by="alice", shadow_percent=100)  # fmt: skip
+    who = caller()
+    view = submit.submit(
+        PredictionRequest.model_validate({"service": "digits-forest", "contentType": "application/json"}), who
+    )
+    key = payloads.upload_key(TENANT, view["id"])
+    boto3.client("s3").put_object(
+        Bucket=aws_resources.BUCKET, Key=key, Body=b'{"pixels": [0]}', ContentType="application/json"
+    )
+    dispatch.receive_upload(aws_resources.BUCKET, key)
+    dispatch.receive_upload(aws_resources.BUCKET, key)  # a duplicate S3 event: no second shadow
+
+    live = predictions.get(view["id"])
+    shadow = predictions.get(versions.shadow_id(view["id"], "v2"))
+    assert (live.status, live.version, live.trial and live.trial.side) == (Status.RUNNING, "v1", "live")
+    assert (shadow.status, shadow.version, shadow.shadow_of) == (Status.RUNNING, "v2", view["id"])
+    assert shadow.callback is None and shadow.run_deadline_at is not None and shadow.input == live.input
+    # The shadow is nobody's to read or list
+    assert predictions.find_owned(shadow.id, TENANT) is None
+    assert [r.id for r in listings.list_for_tenant(TENANT, limit=10).records] == [view["id"]]
+
+    for prediction_id, label in ((view["id"], 3), (shadow.id, 8)):
+        out = f"async-outputs/{prediction_id}.out"
+        boto3.client("s3").put_object(Bucket=aws_resources.BUCKET, Key=out, Body=json.dumps({"label": label}).encode())
+        results.record_result(
+            InferenceResult.model_validate(
+                {
+                    "invocationStatus": "Completed",
+                    "inferenceId": prediction_id,
+                    "responseParameters": {
+                        "contentType": "application/json",
+                        "outputLocation": f"s3://{aws_resources.BUCKET}/{out}",
+                    },
+                }
+            )
+        )
+    (row,) = store.evidence("digits-forest", "v2")
+    assert row.prediction_id == view["id"] and row.live and row.candidate
+    assert (row.live.label, row.candidate.label) == ("3", "8")
+    evidence = summarize("shadow", [row])
+    assert (evidence.compared, evidence.agreed) == (1, 0)
