@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -363,7 +363,7 @@ def describe_service(name: str) -> dict[str, Any]:
     if service.kind != "model":
         return described
     stored = store.list_versions(name)
-    versions = stored or [first_version(service, _registry_epoch())]
+    versions = stored or [first_version(service, None)]
     routing = store.fresh_routing(name)
     described["version"] = routing.live.version if routing else FIRST_VERSION
     described["candidate"] = routing.candidate.version if routing and routing.candidate else None
@@ -374,11 +374,7 @@ def describe_service(name: str) -> dict[str, Any]:
 
 def list_versions(name: str) -> list[ModelVersion]:
     service = _model_service(name)
-    return store.list_versions(name) or [first_version(service, _registry_epoch())]
-
-
-def _registry_epoch() -> datetime:
-    return datetime.fromtimestamp(0).astimezone()
+    return store.list_versions(name) or [first_version(service, None)]
 
 
 def _service_summary(service: ServiceDefinition) -> dict[str, Any]:

@@ -65,7 +65,8 @@ class ModelVersion(BaseModel):
     model_package_arn: str | None = Field(default=None, alias="modelPackageArn")
     description: str = ""
     registered_by: str = Field(alias="registeredBy")
-    registered_at: datetime = Field(alias="registeredAt")
+    # None only for a v1 nobody has recorded yet (no later version was ever registered).
+    registered_at: datetime | None = Field(alias="registeredAt")
     status: VersionStatus
     shadow_percent: Percent = Field(default=0, alias="shadowPercent")
     canary_percent: Percent = Field(default=0, alias="canaryPercent")
@@ -82,8 +83,9 @@ class ModelVersion(BaseModel):
         return int(self.id[1:])
 
 
-def first_version(service: ServiceDefinition, declared_at: datetime) -> ModelVersion:
-    """v1: the endpoint the registry declares, live until a later version replaces it."""
+def first_version(service: ServiceDefinition, declared_at: datetime | None) -> ModelVersion:
+    """v1: the endpoint the registry declares, live until a later version replaces it; recorded
+    (`declared_at`) when the first later version is registered."""
     assert service.endpoint is not None
     return ModelVersion(
         service=service.name,
