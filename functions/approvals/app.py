@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from chorus.api.approval_pages import HEADERS, render
 from chorus.core import settings
 from chorus.core.observability import logger, metrics, tracer
-from chorus.domain import approval_links, versions
+from chorus.domain import approval_links, promotion
 from chorus.events.approvals import ApprovalTask
 from chorus.model.approvals import LinkState
 
@@ -67,18 +67,18 @@ def on_task(task: ApprovalTask) -> dict[str, Any]:
     logger.append_keys(service=task.service, version=task.version)
     if task.action == "request_approval":
         assert task.task_token and task.link_base_url, "request_approval needs taskToken and linkBaseUrl"
-        versions.request_approval(task.service, task.version, task.task_token, task.link_base_url)
+        promotion.request_approval(task.service, task.version, task.task_token, task.link_base_url)
         return {"requested": True}
     if task.action == "start_canary":
-        versions.start_canary(task.service, task.version)
+        promotion.start_canary(task.service, task.version)
         return {"canary": True}
     if task.action == "judge_canary":
         margin = settings.load(settings.ApprovalSettings).canary_failure_margin
-        return {"outcome": versions.judge_canary(task.service, task.version, margin)}
+        return {"outcome": promotion.judge_canary(task.service, task.version, margin)}
     if task.action == "expire":
-        versions.expire(task.service, task.version)
+        promotion.expire(task.service, task.version)
         return {"outcome": "expired"}
-    versions.promote(task.service, task.version, by="workflow")
+    promotion.promote(task.service, task.version, by="workflow")
     return {"outcome": "live"}
 
 

@@ -10,9 +10,10 @@ from urllib.parse import unquote
 import boto3
 import pytest
 
+from chorus.adapters import trial_evidence as evidence_store
 from chorus.adapters import versions as store
 from chorus.core.errors import InvalidRequest, ServiceNotFound
-from chorus.domain import approval_links, versions
+from chorus.domain import approval_links, promotion, trials, versions
 from chorus.model.records import Status
 from chorus.model.registry import EndpointDeclaration
 from chorus.model.versions import (
@@ -134,7 +135,7 @@ def test_registering_stores_v1_and_a_pending_candidate_and_starts_its_approval(w
         "canaryPercent": 0,
         "bakeSeconds": 0,
     }
-    assert [e["event"] for e in store.history("digits-svm")] == ["registered", "shadowing"]
+    assert [e["event"] for e in evidence_store.history("digits-svm")] == ["registered", "shadowing"]
 
 
 def test_one_candidate_at_a_time_and_only_for_model_services(workflow):
@@ -152,7 +153,7 @@ def test_one_candidate_at_a_time_and_only_for_model_services(workflow):
 def test_a_service_with_no_registered_version_is_served_by_its_registry_endpoint(aws):
     from chorus.model.registry import get_registry
 
-    served = versions.route_for(get_registry().get("digits-svm"), "0" * 32)
+    served = trials.route_for(get_registry().get("digits-svm"), "0" * 32)
     assert served.serving == Arm(version="v1", endpoint=SVM) and served.shadow is None
 
 
@@ -178,7 +179,7 @@ def _token(link: str) -> str:
 
 def requested(**options):
     version = register(**options)
-    versions.request_approval("digits-svm", version.id, "token-of-the-waiting-task", BASE)
+    promotion.request_approval("digits-svm", version.id, "token-of-the-waiting-task", BASE)
     return version
 
 
@@ -205,7 +206,7 @@ def test_a_link_decides_once_and_a_reused_one_changes_nothing(workflow):
         assert approval_links.submit(_token(link), "again").kind == "used"
         assert approval_links.open_link(_token(link)).kind == "used"
     assert store.find("digits-svm", "v2").status is VersionStatus.APPROVED  # type: ignore[union-attr]
-    assert [e["event"] for e in store.history("digits-svm")][-1] == "approved"
+    assert [e["event"] for e in evidence_store.history("digits-svm")][-1] == "approved"
 
 
 def test_a_tampered_malformed_or_foreign_link_is_invalid(workflow):
@@ -243,28 +244,30 @@ def test_rejecting_takes_the_candidate_out_of_routing(workflow):
 def test_promoting_retires_the_live_version_in_the_same_write(workflow):
     requested()
     approval_links.submit(_token(_links()["approve"]), "")
-    assert versions.promote("digits-svm", "v2", by="workflow")
-    assert not versions.promote("digits-svm", "v2", by="workflow")  # a retried task: nothing twice
+    assert promotion.promote("digits-svm", "v2", by="workflow")
+    assert not promotion.promote("digits-svm", "v2", by="workflow")  # a retried task: nothing twice
     statuses = {v.id: v.status for v in store.list_versions("digits-svm")}
     assert statuses == {"v1": VersionStatus.RETIRED, "v2": VersionStatus.LIVE}
     routing = store.fresh_routing("digits-svm")
     assert routing is not None and routing.live == Arm(version="v2", endpoint=FOREST) and routing.candidate is None
-    assert [e["event"] for e in store.history("digits-svm")][-1] == "promoted"
+    assert [e["event"] for e in evidence_store.history("digits-svm")][-1] == "promoted"
 
 
 def _canary(outcomes: list[tuple[str, bool]]) -> None:
     requested(canary_percent=20, bake_minutes=1)
     approval_links.submit(_token(_links()["approve"]), "")
-    versions.start_canary("digits-svm", "v2")
+    promotion.start_canary("digits-svm", "v2")
     routing = store.fresh_routing("digits-svm")
     assert routing is not None and routing.canary_percent == 20
     for i, (side, succeeded) in enumerate(outcomes):
-        store.record_outcome("digits-svm", "v2", f"p{i}", "canary", side, Outcome(succeeded=succeeded, seconds=0.1))  # type: ignore[arg-type]
+        evidence_store.record_outcome(
+            "digits-svm", "v2", f"p{i}", "canary", side, Outcome(succeeded=succeeded, seconds=0.1)
+        )  # type: ignore[arg-type]
 
 
 def test_a_canary_that_fails_more_than_live_is_rolled_back_and_reported(workflow):
     _canary([("live", True)] * 20 + [("candidate", False)] * 3 + [("candidate", True)] * 2)
-    assert versions.judge_canary("digits-svm", "v2", margin=0.05) == "rolled_back"
+    assert promotion.judge_canary("digits-svm", "v2", margin=0.05) == "rolled_back"
     routing = store.fresh_routing("digits-svm")
     assert routing is not None and routing.candidate is None and routing.live.version == "v1"
     from moto.core import DEFAULT_ACCOUNT_ID
@@ -272,22 +275,22 @@ def test_a_canary_that_fails_more_than_live_is_rolled_back_and_reported(workflow
 
     last = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages[-1]
     assert "rolled back" in last.subject
-    assert [e["event"] for e in store.history("digits-svm")][-1] == "rolled_back"
+    assert [e["event"] for e in evidence_store.history("digits-svm")][-1] == "rolled_back"
 
 
 def test_a_canary_within_the_margin_goes_live(workflow):
     _canary([("live", True)] * 20 + [("candidate", True)] * 5)
-    assert versions.judge_canary("digits-svm", "v2", margin=0.05) == "live"
+    assert promotion.judge_canary("digits-svm", "v2", margin=0.05) == "live"
     assert store.fresh_routing("digits-svm").live.version == "v2"  # type: ignore[union-attr]
 
 
 def test_an_approval_nobody_decides_expires(workflow):
     requested(shadow_percent=10)
-    versions.expire("digits-svm", "v2")
-    versions.expire("digits-svm", "v2")
+    promotion.expire("digits-svm", "v2")
+    promotion.expire("digits-svm", "v2")
     assert store.find("digits-svm", "v2").status is VersionStatus.EXPIRED  # type: ignore[union-attr]
     assert store.fresh_routing("digits-svm").candidate is None  # type: ignore[union-attr]
-    assert [e["event"] for e in store.history("digits-svm")].count("expired") == 1
+    assert [e["event"] for e in evidence_store.history("digits-svm")].count("expired") == 1
     links = _links()
     assert approval_links.submit(_token(links["approve"]), "").kind == "used"
 
@@ -328,7 +331,7 @@ def test_a_shadowed_prediction_runs_on_both_versions_and_only_the_live_one_is_sh
     dispatch.receive_upload(aws_resources.BUCKET, key)  # a duplicate S3 event: no second shadow
 
     live = predictions.get(view["id"])
-    shadow = predictions.get(versions.shadow_id(view["id"], "v2"))
+    shadow = predictions.get(trials.shadow_id(view["id"], "v2"))
     assert (live.status, live.version, live.trial and live.trial.side) == (Status.RUNNING, "v1", "live")
     assert (shadow.status, shadow.version, shadow.shadow_of) == (Status.RUNNING, "v2", view["id"])
     assert shadow.callback is None and shadow.run_deadline_at is not None and shadow.input == live.input
@@ -351,7 +354,7 @@ def test_a_shadowed_prediction_runs_on_both_versions_and_only_the_live_one_is_sh
                 }
             )
         )
-    (row,) = store.evidence("digits-forest", "v2")
+    (row,) = evidence_store.evidence("digits-forest", "v2")
     assert row.prediction_id == view["id"] and row.live and row.candidate
     assert (row.live.label, row.candidate.label) == ("3", "8")
     evidence = summarize("shadow", [row])

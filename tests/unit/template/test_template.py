@@ -332,9 +332,9 @@ AWS_CALLS: dict[str, set[tuple[str, str]]] = {
         ("dynamodb:UpdateItem", "VersionsTable"),
         ("dynamodb:PutItem", "VersionsTable"),
     },
-    "chorus.adapters.versions.record_outcome": {("dynamodb:UpdateItem", "VersionsTable")},
-    "chorus.adapters.versions.append_history": {("dynamodb:PutItem", "VersionsTable")},
-    "chorus.adapters.versions._query": {("dynamodb:Query", "VersionsTable")},
+    "chorus.adapters.trial_evidence.record_outcome": {("dynamodb:UpdateItem", "VersionsTable")},
+    "chorus.adapters.trial_evidence.append_history": {("dynamodb:PutItem", "VersionsTable")},
+    "chorus.adapters.versions.query": {("dynamodb:Query", "VersionsTable")},
     # Approval links: an HMAC made and checked inside KMS with the link key.
     "chorus.adapters.signing.sign": {("kms:GenerateMac", "ApprovalLinkKey")},
     "chorus.adapters.signing.verify": {("kms:VerifyMac", "ApprovalLinkKey")},

@@ -12,9 +12,8 @@ predecessors, and the routing with it), so a duplicate decision or a race change
 
 from __future__ import annotations
 
-import secrets
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -25,12 +24,8 @@ from chorus.core.clients import client
 from chorus.core.clock import iso, utcnow
 from chorus.model.versions import (
     VERSION_ALLOWED_FROM,
-    EvidenceRow,
     ModelVersion,
-    Outcome,
     Routing,
-    Side,
-    TrialMode,
     VersionStatus,
 )
 
@@ -42,15 +37,15 @@ class Conflict(Exception):
     """The write's condition failed: someone else changed the service or version first."""
 
 
-def _settings() -> settings.VersionSettings:
+def settings_of() -> settings.VersionSettings:
     return settings.load(settings.VersionSettings)
 
 
-def _table() -> str:
-    return _settings().versions_table
+def table() -> str:
+    return settings_of().versions_table
 
 
-def _key(service: str, key: str) -> dict[str, Any]:
+def table_key(service: str, key: str) -> dict[str, Any]:
     return {"service": {"S": service}, "key": {"S": key}}
 
 
@@ -68,15 +63,17 @@ def routing(service: str) -> Routing | None:
     cached = _routing_cache.get(service)
     if cached is not None and cached[0] > now:
         return cached[1]
-    item = client("dynamodb").get_item(TableName=_table(), Key=_key(service, ROUTING)).get("Item")
+    item = client("dynamodb").get_item(TableName=table(), Key=table_key(service, ROUTING)).get("Item")
     found = _routing(from_item(item)) if item else None
-    _routing_cache[service] = (now + _settings().version_cache_seconds, found)
+    _routing_cache[service] = (now + settings_of().version_cache_seconds, found)
     return found
 
 
 def fresh_routing(service: str) -> Routing | None:
     """The routing as stored now (the workflow's decisions read it, never a cached copy)."""
-    item = client("dynamodb").get_item(TableName=_table(), Key=_key(service, ROUTING), ConsistentRead=True).get("Item")
+    item = (
+        client("dynamodb").get_item(TableName=table(), Key=table_key(service, ROUTING), ConsistentRead=True).get("Item")
+    )
     return _routing(from_item(item)) if item else None
 
 
@@ -99,7 +96,7 @@ def initialize(first: ModelVersion, live: dict[str, Any]) -> None:
     for item in items:
         try:
             client("dynamodb").put_item(
-                TableName=_table(),
+                TableName=table(),
                 Item=to_item(item),
                 ConditionExpression="attribute_not_exists(#k)",
                 ExpressionAttributeNames={"#k": "key"},
@@ -112,8 +109,8 @@ def initialize(first: ModelVersion, live: dict[str, Any]) -> None:
 def next_version_id(service: str) -> str:
     """A new version id (`v2`, `v3`...): one atomic counter on the routing item."""
     response = client("dynamodb").update_item(
-        TableName=_table(),
-        Key=_key(service, ROUTING),
+        TableName=table(),
+        Key=table_key(service, ROUTING),
         UpdateExpression="ADD nextVersion :one",
         ConditionExpression="attribute_exists(live)",
         ExpressionAttributeValues={":one": {"N": "1"}},
@@ -127,8 +124,8 @@ def add_candidate(version: ModelVersion, candidate: dict[str, Any]) -> None:
     Conflict when another candidate is still in flight."""
     routing_update = {
         "Update": {
-            "TableName": _table(),
-            "Key": _key(version.service, ROUTING),
+            "TableName": table(),
+            "Key": table_key(version.service, ROUTING),
             "UpdateExpression": "SET candidate = :c, shadowPercent = :s, canaryPercent = :zero, updatedAt = :now",
             "ConditionExpression": "attribute_exists(live) AND attribute_not_exists(candidate)",
             "ExpressionAttributeValues": {
@@ -141,7 +138,7 @@ def add_candidate(version: ModelVersion, candidate: dict[str, Any]) -> None:
     }
     put = {
         "Put": {
-            "TableName": _table(),
+            "TableName": table(),
             "Item": to_item({"service": version.service, "key": _version_key(version.id), **_document(version)}),
             "ConditionExpression": "attribute_not_exists(#k)",
             "ExpressionAttributeNames": {"#k": "key"},
@@ -165,7 +162,7 @@ def _version(item: dict[str, Any]) -> ModelVersion:
 def find(service: str, version_id: str) -> ModelVersion | None:
     item = (
         client("dynamodb")
-        .get_item(TableName=_table(), Key=_key(service, _version_key(version_id)), ConsistentRead=True)
+        .get_item(TableName=table(), Key=table_key(service, _version_key(version_id)), ConsistentRead=True)
         .get("Item")
     )
     return _version(item) if item else None
@@ -176,8 +173,8 @@ def approval(service: str, version_id: str) -> tuple[str | None, str | None]:
     item = (
         client("dynamodb")
         .get_item(
-            TableName=_table(),
-            Key=_key(service, _version_key(version_id)),
+            TableName=table(),
+            Key=table_key(service, _version_key(version_id)),
             ConsistentRead=True,
             ProjectionExpression="taskToken, linkNonce",
         )
@@ -189,7 +186,7 @@ def approval(service: str, version_id: str) -> tuple[str | None, str | None]:
 
 def list_versions(service: str) -> list[ModelVersion]:
     """Every version of the service, oldest first."""
-    found = [_version(item) for item in _query(service, "version#")]
+    found = [_version(item) for item in query(service, "version#")]
     return sorted(found, key=lambda v: v.number)
 
 
@@ -197,8 +194,8 @@ def await_decision(service: str, version_id: str, task_token: str, nonce: str, e
     """Keep the workflow's task token and the links' nonce on a pending version."""
     try:
         client("dynamodb").update_item(
-            TableName=_table(),
-            Key=_key(service, _version_key(version_id)),
+            TableName=table(),
+            Key=table_key(service, _version_key(version_id)),
             UpdateExpression="SET taskToken = :t, linkNonce = :n, approvalExpiresAt = :e",
             ConditionExpression="#status = :pending",
             ExpressionAttributeNames={"#status": "status"},
@@ -242,8 +239,8 @@ def transition(
     actions: list[dict[str, Any]] = [
         {
             "Update": {
-                "TableName": _table(),
-                "Key": _key(service, _version_key(version_id)),
+                "TableName": table(),
+                "Key": table_key(service, _version_key(version_id)),
                 "UpdateExpression": "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": names,
@@ -257,8 +254,8 @@ def transition(
         actions.append(
             {
                 "Update": {
-                    "TableName": _table(),
-                    "Key": _key(service, _version_key(retire)),
+                    "TableName": table(),
+                    "Key": table_key(service, _version_key(retire)),
                     "UpdateExpression": "SET #status = :retired, retiredAt = :now",
                     "ConditionExpression": "#status = :live",
                     "ExpressionAttributeNames": {"#status": "status"},
@@ -287,8 +284,8 @@ def _routing_update(service: str, candidate: str, to_set: dict[str, Any], to_rem
         expression += " REMOVE " + ", ".join(f"#x{i}" for i in range(len(to_remove)))
     return {
         "Update": {
-            "TableName": _table(),
-            "Key": _key(service, ROUTING),
+            "TableName": table(),
+            "Key": table_key(service, ROUTING),
             "UpdateExpression": expression,
             "ConditionExpression": "candidate.version = :cand",
             "ExpressionAttributeNames": names,
@@ -311,63 +308,10 @@ def _transact(actions: list[dict[str, Any]]) -> None:
         raise
 
 
-# --- evidence and history -----------------------------------------------------------------------
-
-
-def record_outcome(
-    service: str, candidate: str, prediction_id: str, mode: TrialMode, side: Side, outcome: Outcome
-) -> None:
-    """One side of one trial prediction; the other side writes its own attribute, in any order."""
-    ttl = int((utcnow() + timedelta(days=_settings().evidence_ttl_days)).timestamp())
-    client("dynamodb").update_item(
-        TableName=_table(),
-        Key=_key(service, f"evidence#{candidate}#{prediction_id}"),
-        UpdateExpression="SET #side = :o, #mode = :m, #ttl = :ttl",
-        ExpressionAttributeNames={"#side": side, "#mode": "mode", "#ttl": "ttl"},
-        ExpressionAttributeValues={
-            ":o": serialize(outcome.model_dump(exclude_none=True)),
-            ":m": {"S": mode},
-            ":ttl": {"N": str(ttl)},
-        },
-    )
-
-
-def evidence(service: str, candidate: str) -> list[EvidenceRow]:
-    rows = []
-    for item in _query(service, f"evidence#{candidate}#"):
-        document = from_item(item)
-        rows.append(
-            EvidenceRow(
-                prediction_id=document["key"].rsplit("#", 1)[-1],
-                mode=document["mode"],
-                live=Outcome.model_validate(document["live"]) if "live" in document else None,
-                candidate=Outcome.model_validate(document["candidate"]) if "candidate" in document else None,
-            )
-        )
-    return rows
-
-
-def append_history(service: str, version_id: str, event: str, actor: str, **details: Any) -> dict[str, Any]:
-    entry = {"at": iso(utcnow()), "version": version_id, "event": event, "actor": actor, **details}
-    client("dynamodb").put_item(
-        TableName=_table(),
-        Item=to_item({"service": service, "key": f"history#{entry['at']}#{secrets.token_hex(4)}", **entry}),
-    )
-    return entry
-
-
-def history(service: str) -> list[dict[str, Any]]:
-    """Every transition of the service's versions, oldest first."""
-    return [
-        {k: v for k, v in from_item(item).items() if k not in {"service", "key"}}
-        for item in _query(service, "history#")
-    ]
-
-
-def _query(service: str, prefix: str) -> list[dict[str, Any]]:
+def query(service: str, prefix: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
-        "TableName": _table(),
+        "TableName": table(),
         "KeyConditionExpression": "service = :s AND begins_with(#k, :p)",
         "ExpressionAttributeNames": {"#k": "key"},
         "ExpressionAttributeValues": {":s": {"S": service}, ":p": {"S": prefix}},

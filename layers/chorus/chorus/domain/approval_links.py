@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from chorus.adapters import signing
 from chorus.api import approval_pages
-from chorus.domain import versions
+from chorus.domain import promotion, trials, versions
 from chorus.model.approvals import Claim, Decision, LinkState
 from chorus.model.versions import Evidence, ModelVersion, VersionStatus
 
@@ -76,7 +76,7 @@ def open_link(token: str) -> LinkState:
         return LinkState("expired", claim=claim, version=version)
     if version.status is not VersionStatus.PENDING or not _current_nonce(claim):
         return LinkState("used", claim=claim, version=version)
-    return LinkState("confirm", claim=claim, version=version, evidence=versions.current_evidence(version))
+    return LinkState("confirm", claim=claim, version=version, evidence=trials.current_evidence(version))
 
 
 def submit(token: str, comment: str) -> LinkState:
@@ -86,7 +86,7 @@ def submit(token: str, comment: str) -> LinkState:
         return state
     assert state.claim is not None
     claim = state.claim
-    decided = versions.decide(
+    decided = promotion.decide(
         claim.service,
         claim.version,
         claim.decision,

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from chorus.adapters import predictions, queues
 from chorus.core.clock import iso, utcnow
 from chorus.core.observability import logger
-from chorus.domain import callbacks, measures, versions
+from chorus.domain import callbacks, measures, trials
 from chorus.domain.cancel import cancel_tree
 from chorus.domain.submit import UPLOAD_GRACE
 from chorus.model.records import CallbackEvent, ErrorDetail, PredictionRecord, Status
@@ -66,7 +66,7 @@ def enforce(record: PredictionRecord) -> PredictionRecord | None:
         finished = predictions.finish(record.id, Status.FAILED, error=ErrorDetail(code="timed_out", message=message))
         if finished is not None:
             measures.finished(finished)
-            versions.record_trial(finished)
+            trials.record_trial(finished)
     else:
         return None
     if finished is not None:

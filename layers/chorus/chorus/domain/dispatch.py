@@ -15,7 +15,7 @@ from chorus.adapters import endpoints, executions, payloads, predictions, queues
 from chorus.core.clock import utcnow
 from chorus.core.errors import ChorusError, DispatchFailed, EndpointError
 from chorus.core.observability import about, logger
-from chorus.domain import callbacks, results, versions
+from chorus.domain import callbacks, results, trials
 from chorus.model.content import JSON, SYNC_PAYLOAD_LIMIT, normalize
 from chorus.model.plan import run_limit_seconds, step_timeouts
 from chorus.model.records import CallbackEvent, ErrorDetail, PredictionRecord, S3Location, Status
@@ -119,7 +119,7 @@ def _dispatch(record: PredictionRecord, service: ServiceDefinition) -> None:
         if running is not None:
             queues.schedule_deadline(record.id, run_deadline)
         return
-    served = versions.route_for(service, record.id)
+    served = trials.route_for(service, record.id)
     _serve(record, service, served, run_deadline)
     if served.shadow is not None:
         _shadow(record, service, served, run_deadline)
@@ -149,7 +149,7 @@ def _shadow(record: PredictionRecord, service: ServiceDefinition, served: Route,
     """Send a copy of the prediction to the candidate version, after the live one was served: its
     output is kept as evidence, never returned, and its failure is only evidence too."""
     assert served.shadow is not None and served.trial is not None
-    shadow = versions.shadow_record(record, served.shadow.version)
+    shadow = trials.shadow_record(record, served.shadow.version)
     if not predictions.create(shadow):
         return  # a retried dispatch: the shadow already ran or is running
     route = Route(serving=served.shadow, trial=served.trial.model_copy(update={"side": "candidate"}))

@@ -8,7 +8,7 @@ import json
 
 from chorus.adapters import predictions
 from chorus.core.observability import about, logger
-from chorus.domain import callbacks, capture, measures, versions
+from chorus.domain import callbacks, capture, measures, trials
 from chorus.events.sagemaker import InferenceResult
 from chorus.model.records import CallbackEvent, ErrorDetail, PredictionRecord, Status
 
@@ -45,7 +45,7 @@ def record_result(result: InferenceResult) -> None:
         callbacks.announce(updated, CallbackEvent.COMPLETED)
     if fresh:
         # Last, after the caller has been told: evidence and capture never delay or fail a result.
-        versions.record_trial(updated)
+        trials.record_trial(updated)
         capture.offer(updated)
 
 
@@ -73,4 +73,4 @@ def fail(prediction_id: str, error: ErrorDetail) -> None:
     if current is not None and current.status.terminal:
         callbacks.announce(current, CallbackEvent.COMPLETED)
     if failed is not None:
-        versions.record_trial(failed)
+        trials.record_trial(failed)
