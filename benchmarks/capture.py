@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,10 @@ def _p50(client: ChorusClient, samples: int) -> float:
     return statistics.median(timed(client, body) for _ in range(samples))
 
 
-def capture_latency(stack: RunningStack, samples: int) -> dict[str, Any]:
+def capture_latency(
+    stack: RunningStack, samples: int, on_plain: Callable[[RunningStack], Any] | None = None
+) -> dict[str, Any]:
+    """`on_plain`, if given, also runs on the stack without capture (its result is `plain`)."""
     client = stack.api()
     on = _p50(client, samples)
     faults = stack.aws_endpoint_url + "/_local/faults"
@@ -46,9 +50,10 @@ def capture_latency(stack: RunningStack, samples: int) -> dict[str, Any]:
         plain = RunningStack(parameter_overrides={"RegistryFile": str(path)})
         try:
             off = _p50(plain.api(), samples)
+            extra = on_plain(plain) if on_plain is not None else None
         finally:
             plain.stop()
-    numbers = {"captureOnP50": on, "captureOutageP50": outage, "captureOffP50": off}
+    numbers = {"captureOnP50": on, "captureOutageP50": outage, "captureOffP50": off, "plain": extra}
     print(f"\nData capture, digits-svm inline JSON, submit → succeeded p50 ({samples} sequential each)")
     print(f"  capture on (100 %)                   {on * 1000:7.0f} ms")
     print(f"  capture stream failing every record  {outage * 1000:7.0f} ms")

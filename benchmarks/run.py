@@ -19,9 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from benchmarks import authorizer, capture, decisions, monitor
+from benchmarks import authorizer, calls, capture, cold_import, costs, decisions, load, monitor, summary_table
 from tests.e2e.client import ChorusClient, digit_pixels, digit_png
 from tests.e2e.conftest import RunningStack
 from tests.support.webhook_receiver import WebhookReceiver
@@ -94,11 +92,11 @@ def throughput(client: ChorusClient, count: int, service: str | None = None) -> 
 
 
 def ensemble_cost(stack: RunningStack, client: ChorusClient) -> dict[str, Any]:
-    calls_url = f"{stack.aws_endpoint_url}/_local/calls"
     pixels, _ = digit_pixels(11)
     receiver = WebhookReceiver()
     time.sleep(2)
-    requests.delete(calls_url, timeout=10)
+    recorder = calls.Recorder(stack)
+    recorder.start()
     # A webhook tells us it finished, so no status polling is counted in the cost.
     created = client.create(
         {
@@ -113,7 +111,8 @@ def ensemble_cost(stack: RunningStack, client: ChorusClient) -> dict[str, Any]:
             raise RuntimeError("no webhook arrived")
         time.sleep(0.05)
     time.sleep(2)  # let the last callbacks settle
-    calls = requests.get(calls_url, timeout=10).json()["calls"]
+    window = recorder.take()
+    counted = window.calls
     receiver.close()
     finished = json.loads(receiver.received[0].body)
     sfn = stack.client("stepfunctions")
@@ -121,17 +120,23 @@ def ensemble_cost(stack: RunningStack, client: ChorusClient) -> dict[str, Any]:
     transitions = sum(1 for e in history if e["type"].endswith("StateEntered"))
     print(f"\nOne digits-ensemble prediction (inline JSON, webhook callback, status {finished['status']})")
     print(f"  Step Functions state transitions: {transitions}  (≈ ${transitions * SFN_PRICE_PER_TRANSITION:.6f})")
-    product = [c for c in calls if c["caller"] in {"functions", "stepfunctions"}]
+    product = [c for c in counted if c["caller"] in {"functions", "stepfunctions"}]
     by_service = Counter()
     for call in product:
         by_service[call["service"]] += call["count"]
     print(f"  AWS API calls made by the product (functions + state machine): {sum(by_service.values())}")
     for call in product:
         print(f"    {call['caller']:<13} {call['service']:<10} {call['operation']:<24} {call['count']}")
-    emulated = sum(c["count"] for c in calls if c["caller"] == "local")
+    emulated = sum(c["count"] for c in counted if c["caller"] == "local")
     print(f"  (plus {emulated} calls the local stack makes standing in for AWS-internal work: SQS polling,")
     print("   SNS delivery, the SageMaker endpoints' own S3 reads/writes and notifications)")
-    return {"transitions": transitions, "calls": sum(by_service.values()), "byService": dict(by_service)}
+    return {
+        "transitions": transitions,
+        "calls": sum(by_service.values()),
+        "byService": dict(by_service),
+        "updateItem": window.operation("dynamodb", "UpdateItem"),
+        "window": window,
+    }
 
 
 def _execution_arn(sfn: Any, name: str) -> str:
@@ -139,6 +144,17 @@ def _execution_arn(sfn: Any, name: str) -> str:
         if machine["name"].endswith("-digits-ensemble"):
             return str(machine["stateMachineArn"]).replace(":stateMachine:", ":execution:") + f":{name}"
     raise RuntimeError("digits-ensemble state machine not found")
+
+
+def _count_without_capture(plain: RunningStack) -> dict[str, calls.Window]:
+    """The counted predictions again, on the stack whose registry captures nothing."""
+    client = plain.api()
+    windows = {name: calls.single_model(plain, client, name) for name in calls.SINGLE_MODELS}
+    pixels, _ = digit_pixels(3)
+    client.wait(client.create({"service": "digits-ensemble", "input": {"pixels": pixels}})["id"])  # warm
+    print("\n(the same count on the stack without capture)")
+    windows["digits-ensemble"] = ensemble_cost(plain, client)["window"]
+    return windows
 
 
 def main() -> int:
@@ -152,19 +168,47 @@ def main() -> int:
     try:
         print(f"local stack ready in {time.perf_counter() - started:.1f} s (models cached)")
         client = stack.api()
-        results: dict[str, Any] = {"latency": latency(client, args.samples)}
+        results: dict[str, Any] = {"coldImport": cold_import.cold_import(stack)}
+        singles = calls.single_models(stack, client)
+        authorizer_run = calls.authorizer_miss(stack)
+        # Counted now: the capture stream has just flushed, so no transformation falls in the window.
+        pixels, _ = digit_pixels(3)
+        client.wait(client.create({"service": "digits-ensemble", "input": {"pixels": pixels}})["id"])  # warm
+        ensemble = ensemble_cost(stack, client)
+        results["latency"] = latency(client, args.samples)
         print("\nThroughput")
         results["throughput"] = {
             "models": throughput(client, 100),
             "ensemble": throughput(client, 30, "digits-ensemble"),
         }
-        results["ensembleCost"] = ensemble_cost(stack, client)
+        print("\nThroughput, all in flight at once (completion read from DynamoDB, no client polling)")
+        results["inFlight"] = {
+            "models": load.in_flight(stack, client, 200),
+            "ensemble": load.in_flight(stack, client, 30, "digits-ensemble"),
+        }
+        prices = costs.load_prices()
+        cost_table = {
+            name: costs.prediction_cost(window, authorizer=authorizer_run, prices=prices)
+            for name, window in singles.items()
+        }
+        cost_table["digits-ensemble"] = costs.prediction_cost(
+            ensemble["window"], authorizer=authorizer_run, transitions=ensemble["transitions"], prices=prices
+        )
+        costs.print_costs("Orchestration cost per prediction and per 1M predictions", cost_table, prices)
+        results["cost"] = {name: {k: v for k, v in c.items()} for name, c in cost_table.items()}
+        results["ensembleCost"] = {k: v for k, v in ensemble.items() if k != "window"}
         results["authorizer"] = authorizer.authorizer_latency(stack)
         results["decisions"] = {
             "cascade": decisions.cascade_against_ensemble(client, args.decision_samples),
             "batch": decisions.batch_latency(client),
         }
-        results["capture"] = capture.capture_latency(stack, args.samples)
+        results["capture"] = capture.capture_latency(stack, args.samples, on_plain=_count_without_capture)
+        plain = results["capture"].pop("plain") or {}
+        calls.print_without_capture(singles, plain)
+        if "digits-ensemble" in plain:
+            calls.print_window(
+                "digits-ensemble: with capture (first stack)", ensemble["window"], plain["digits-ensemble"]
+            )
         results["monitor"] = monitor.main(100_000)
         lat = results["latency"]
         print("\nRatios")
@@ -178,8 +222,9 @@ def main() -> int:
             "  upload / inline p50 (svm):             "
             f"{lat['digits-svm (sync), upload']['p50'] / lat['digits-svm (sync), inline JSON']['p50']:.2f}"
         )
+        summary_table.print_summary(results, singles, plain, ensemble, cost_table)
         if args.json:
-            args.json.write_text(json.dumps(results, indent=2))
+            args.json.write_text(json.dumps(results, indent=2, default=str))
     finally:
         stack.stop()
     return 0
