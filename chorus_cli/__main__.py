@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from chorus_cli import DEFAULT_READY_FILE  # importing chorus_cli puts the layer package `chorus` on sys.path
 from chorus_cli import monitor as monitor_commands
 from chorus_cli import versions as version_commands
+from chorus_cli.arguments import bounded
 from chorus_client import cli as api_commands
 
 if TYPE_CHECKING:
@@ -86,23 +87,10 @@ def tenant_name(value: str) -> str:
     return value
 
 
-def _bounded(kind: type[int] | type[float], low: float, high: float, what: str) -> Any:
-    def parse(value: str) -> int | float:
-        try:
-            number = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
-        if not low <= number <= high:
-            raise argparse.ArgumentTypeError(f"{value!r} is not {what}")
-        return number
-
-    return parse
-
-
 # chorus.model.tenancy.Limits: MAX_RATE_LIMIT, MAX_BURST_LIMIT
-rate_limit = _bounded(float, 0.001, 10_000, "a rate: requests per second, more than 0 and at most 10000")
-burst_limit = _bounded(int, 1, 5_000, "a burst: a whole number of requests from 1 to 5000")
-daily_quota = _bounded(int, 0, 10**12, "a daily quota: a whole number of requests (0: no quota)")
+rate_limit = bounded(float, 0.001, 10_000, "a rate: requests per second, more than 0 and at most 10000")
+burst_limit = bounded(int, 1, 5_000, "a burst: a whole number of requests from 1 to 5000")
+daily_quota = bounded(int, 0, 10**12, "a daily quota: a whole number of requests (0: no quota)")
 
 
 def token_id(value: str) -> str:

@@ -8,6 +8,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from chorus_cli.arguments import bounded
+
 if TYPE_CHECKING:
     from chorus_cli.target import Target
 
@@ -16,35 +18,10 @@ class VersionsUnavailable(Exception):
     """The target predates model versions (exit 1)."""
 
 
-def percent(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a percentage") from None
-    if not 0 < number <= 100:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a percentage above 0 and at most 100")
-    return number
-
-
-def minutes(value: str) -> float:
-    """Minutes, fractions allowed (0.1 is 6 s: what a local canary bakes for)."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of minutes") from None
-    if not 0 < number <= 24 * 60:
-        raise argparse.ArgumentTypeError(f"{value!r} minutes: more than 0, at most a day")
-    return number
-
-
-def hours(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of hours") from None
-    if not 0 < number <= 24 * 365:
-        raise argparse.ArgumentTypeError(f"{value!r} hours: more than 0, at most a year")
-    return number
+# Fractions allowed: `--bake 0.1` is 6 s, what a local canary bakes for.
+percent = bounded(float, 0.01, 100, "a percentage above 0 and at most 100")
+minutes = bounded(float, 0.01, 24 * 60, "a number of minutes, more than 0 and at most a day")
+hours = bounded(float, 0.0001, 24 * 365, "a number of hours, more than 0 and at most a year")
 
 
 def _require_versions(where: Target) -> None:
