@@ -267,6 +267,7 @@ AWS_CALLS: dict[str, set[tuple[str, str]]] = {
     "chorus.adapters.payloads.presigned_download": {("s3:GetObject", "PayloadsBucket")},
     "chorus.adapters.payloads.put_bytes": {("s3:PutObject", "PayloadsBucket")},
     "chorus.adapters.payloads.read_bytes": {("s3:GetObject", "PayloadsBucket")},
+    "chorus.adapters.payloads.read_prefix": {("s3:GetObject", "PayloadsBucket")},
     "chorus.adapters.payloads.describe": {("s3:GetObject", "PayloadsBucket")},  # HeadObject needs s3:GetObject
     "chorus.adapters.queues._send": set(),  # the queue is its caller's:
     "chorus.adapters.queues.schedule_deadline": {("sqs:SendMessage", "DeadlineQueue")},

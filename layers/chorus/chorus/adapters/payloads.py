@@ -84,6 +84,13 @@ def read_bytes(location: S3Location) -> bytes:
     return client("s3").get_object(Bucket=location.bucket, Key=location.key)["Body"].read()  # type: ignore[no-any-return]
 
 
+def read_prefix(location: S3Location, limit: int) -> bytes:
+    """At most the first `limit` + 1 bytes (a ranged GET): enough to tell a small object from a
+    larger one without reading a large one."""
+    response = client("s3").get_object(Bucket=location.bucket, Key=location.key, Range=f"bytes=0-{limit}")
+    return response["Body"].read()  # type: ignore[no-any-return]
+
+
 def read_json(location: S3Location) -> Any:
     return json.loads(read_bytes(location))
 

@@ -81,7 +81,7 @@ def _label(record: PredictionRecord) -> str | None:
     if record.status is not Status.SUCCEEDED or record.output is None or record.output.content_type != JSON:
         return None
     try:
-        body = payloads.read_bytes(record.output)
+        body = payloads.read_prefix(record.output, MAX_LABEL_BYTES)
     except (BotoCoreError, ClientError):
         return None
     if len(body) > MAX_LABEL_BYTES:
