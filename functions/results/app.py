@@ -31,7 +31,9 @@ from chorus.model.records import Status
 from chorus.model.registry import get_registry
 from chorus.model.tenancy import Scope
 
-app = create_resolver()
+# The only route with query parameters; any other name, or a parameter on another route, is a 400.
+LISTING_PARAMETERS = frozenset({"limit", "cursor", "service", "status", "createdAfter", "createdBefore", "parentId"})
+app = create_resolver({"GET /predictions": LISTING_PARAMETERS})
 DEFAULT_LIMIT = 20
 
 

@@ -234,3 +234,18 @@ def test_log_lines_carry_the_tenant_and_token_id(handlers):
 def test_the_sample_list_event_is_accepted(handlers):
     status, body = call(handlers, "results", load_event("results_list_predictions.json"))
     assert status == 200 and body == {"predictions": [], "nextCursor": None}
+
+
+def test_a_query_parameter_the_route_does_not_take_is_refused(handlers):
+    # The listing takes its seven parameters; any other name (even an empty one) is a 400, as is a
+    # parameter on a route that takes none
+    assert send(handlers, "list", limit="5", service="digits-svm")[0] == 200
+    for route, query in (
+        ("list", {"": "true"}),
+        ("list", {"\x91": "null"}),
+        ("list", {"page": "2"}),
+        ("get", {"x": "1"}),
+    ):
+        status, body = send(handlers, route, **query)
+        assert status == 400 and body["error"]["code"] == "invalid_request", (route, query, body)
+        assert "unknown query parameter" in body["error"]["message"]

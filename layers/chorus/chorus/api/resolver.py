@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from chorus.api.edge import UnsupportedMediaType, screen
 from chorus.api.identity import caller_from_event
 from chorus.api.responses import error_body
-from chorus.core.errors import ChorusError
+from chorus.core.errors import ChorusError, InvalidRequest
 from chorus.core.observability import logger
 
 
@@ -58,7 +58,22 @@ def _bad_path_parameter(exc: RequestValidationError) -> str | None:
 
 class ChorusResolver(APIGatewayRestResolver):
     """Powertools' REST resolver, with each request's body screened first (edge.screen): what
-    Powertools would fail to decode or parse (a 5xx), or reads leniently, is refused here."""
+    Powertools would fail to decode or parse (a 5xx), or reads leniently, is refused here. A query
+    parameter the route does not take is refused too (`query_parameters`: per "METHOD /resource",
+    the names it takes; a route not named takes none), rather than silently ignored."""
+
+    def __init__(self, query_parameters: Mapping[str, frozenset[str]] | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self._query_parameters = dict(query_parameters or {})
+
+    def _unknown_query_parameter(self, event: Mapping[str, Any]) -> str | None:
+        given = event.get("multiValueQueryStringParameters") or event.get("queryStringParameters") or {}
+        taken = self._query_parameters.get(f"{event.get('httpMethod', '')} {event.get('resource', '')}", frozenset())
+        unknown = sorted(str(name) for name in given if name not in taken)
+        if not unknown:
+            return None
+        accepted = ", ".join(sorted(taken)) or "none"
+        return f"unknown query parameter {unknown[0][:64]!r}; this route takes: {accepted}"
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         """Authenticated first (401 before anything else, as the authorizer would answer in AWS),
@@ -68,6 +83,9 @@ class ChorusResolver(APIGatewayRestResolver):
             caller = caller_from_event(event)
             logger.append_keys(tenant=caller.tenant, token_id=caller.token_id)
             screened = screen(event)
+            unknown = self._unknown_query_parameter(event)
+            if unknown is not None:
+                raise InvalidRequest(unknown)
         except ChorusError as exc:
             logger.info("request refused at the edge", extra={"code": exc.code, "reason": exc.message})
             return {
@@ -79,8 +97,8 @@ class ChorusResolver(APIGatewayRestResolver):
         return super().resolve(screened, context)
 
 
-def create_resolver() -> ChorusResolver:
-    app = ChorusResolver(enable_validation=True)
+def create_resolver(query_parameters: Mapping[str, frozenset[str]] | None = None) -> ChorusResolver:
+    app = ChorusResolver(query_parameters=query_parameters, enable_validation=True)
 
     @app.exception_handler(ChorusError)
     def _domain_error(exc: ChorusError) -> Response:

@@ -221,7 +221,7 @@ class ModelVersionAnswer(_Answer):
     model_package_arn: str | None = None
     description: str
     registered_by: str
-    registered_at: datetime | None = Field(description="null for a v1 not recorded yet (no later version so far)")
+    registered_at: datetime | None = Field(None, description="Absent for a v1 not recorded yet")
     status: Literal["pending", "approved", "canary", "live", "retired", "rejected", "expired", "rolled_back"]
     shadow_percent: float
     canary_percent: float
