@@ -616,7 +616,8 @@ class WsgiServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which a bound-only server never ran
+            self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
 

@@ -56,6 +56,9 @@ def stack_for_registry(registry_file: Any, directory: Any) -> Any:
     template.write_text((REPOSITORY / "template.yaml").read_text())
     for code in ("functions", "layers"):
         (directory / code).symlink_to(REPOSITORY / code, target_is_directory=True)
+    # The hand-written state machines (the approval workflow) come along; the compiler adds the ensembles'.
+    (directory / "statemachines").mkdir(exist_ok=True)
+    (directory / "statemachines" / "versions").symlink_to(REPOSITORY / "statemachines" / "versions")
     arguments = [
         "--registry",
         str(registry_file),
